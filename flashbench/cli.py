@@ -1,0 +1,46 @@
+"""`flashbench` entry point. Each area registers its own subcommands; heavy imports happen inside handlers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from flashbench.errors import FlashBenchError
+
+# Modules exposing `register(subparsers)`; each adds its subcommands with `set_defaults(func=handler)`.
+COMMAND_MODULES = (
+    "flashbench.data.commands",  # build synthetic|davis|magicdata, validate
+    "flashbench.metrics.commands",  # weights fetch|list|verify, fid, fvd
+    "flashbench.harness_commands",  # generate, evaluate, report, compare, demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashbench", description="Trajectory-control video benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FlashBenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""A benchmark on disk: manifest.jsonl + meta.json + samples/<id>/{video.mp4, first_frame.png, masks/, objects.json}.
+
+`BenchmarkWriter` is the one way importers and the synthetic builder write a benchmark; `Benchmark.load`
+reads it back and checks every sample's files against its manifest record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from flashbench.data.groups import DEFAULT_GROUPS, group_for_count
+from flashbench.data.objects import read_objects, write_objects
+from flashbench.data.sample import ObjectInfo, Sample, Tracks
+from flashbench.errors import BenchmarkError
+from flashbench.video import read_video, write_video
+
+FORMAT_VERSION = "1"
+MANIFEST = "manifest.jsonl"
+META = "meta.json"
+
+
+def davis_palette() -> list[int]:
+    """The PASCAL VOC / DAVIS colour map (256 RGB triplets, flattened): index k = object k, 0 = background."""
+    palette = []
+    for k in range(256):
+        r = g = b = 0
+        c = k
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def label_map(masks: np.ndarray, object_ids: tuple[int, ...]) -> np.ndarray:
+    """(N, H, W) bool -> (H, W) uint8 palette indices; where objects overlap the later one (front) wins."""
+    labels = np.zeros(masks.shape[-2:], dtype=np.uint8)
+    for k, oid in enumerate(object_ids):
+        labels[masks[k]] = oid
+    return labels
+
+
+@dataclass(frozen=True)
+class BenchmarkMeta:
+    name: str
+    version: str
+    groups: tuple[str, ...]
+    build: dict
+    content_hash: str
+    created: str
+    num_samples: int
+    group_sizes: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, record: dict) -> BenchmarkMeta:
+        return cls(**{**record, "groups": tuple(record["groups"])})
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_hash(root: Path, samples: list[Sample]) -> str:
+    """sha256 over samples sorted by id: each manifest record, then every file of its folder (path + sha256)."""
+    h = hashlib.sha256()
+    for sample in sorted(samples, key=lambda s: s.id):
+        h.update(json.dumps(sample.to_json(), sort_keys=True).encode())
+        folder = root / "samples" / sample.id
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(_sha256_file(f).encode())
+    return h.hexdigest()
+
+
+class Benchmark:
+    """A benchmark loaded from disk. Samples are in manifest order."""
+
+    def __init__(self, root: Path, meta: BenchmarkMeta, samples: list[Sample]):
+        self.root = Path(root)
+        self.meta = meta
+        self.samples = samples
+        self._by_id = {s.id: s for s in samples}
+
+    @classmethod
+    def load(cls, root: Path) -> Benchmark:
+        root = Path(root)
+        for name in (MANIFEST, META):
+            if not (root / name).is_file():
+                raise BenchmarkError(f"{root} is not a benchmark ({name} missing); build one with `flashbench build`")
+        try:
+            meta = BenchmarkMeta.from_json(json.loads((root / META).read_text()))
+            lines = (root / MANIFEST).read_text().splitlines()
+            samples = [Sample.from_json(json.loads(line)) for line in lines if line.strip()]
+        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            raise BenchmarkError(f"{root}: unreadable manifest or meta ({e}); rebuild the benchmark") from None
+        ids = [s.id for s in samples]
+        if len(set(ids)) != len(ids):
+            raise BenchmarkError(f"{root}: duplicate sample ids in {MANIFEST}; rebuild the benchmark")
+        return cls(root, meta, samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    def get(self, sample_id: str) -> Sample:
+        try:
+            return self._by_id[sample_id]
+        except KeyError:
+            raise BenchmarkError(f"no sample {sample_id!r} in {self.root}") from None
+
+    def by_group(self) -> dict[str, list[Sample]]:
+        """Samples per group label, in the benchmark's group order (empty groups included)."""
+        out: dict[str, list[Sample]] = {g: [] for g in self.meta.groups}
+        for s in self.samples:
+            out.setdefault(s.group, []).append(s)
+        return out
+
+    def path(self, sample: Sample, key: str) -> Path:
+        return self.root / sample.paths[key]
+
+    def read_video(self, sample: Sample) -> np.ndarray:
+        frames = read_video(self.path(sample, "video"))
+        expected = (sample.num_frames, sample.height, sample.width, 3)
+        if frames.shape != expected:
+            raise BenchmarkError(f"{sample.id}: video is {frames.shape}, manifest says {expected}; rebuild the benchmark")
+        return frames
+
+    def first_frame(self, sample: Sample) -> np.ndarray:
+        image = np.asarray(Image.open(self.path(sample, "first_frame")).convert("RGB"))
+        if image.shape[:2] != (sample.height, sample.width):
+            raise BenchmarkError(f"{sample.id}: first_frame.png is {image.shape[:2]}, expected {(sample.height, sample.width)}")
+        return image
+
+    def tracks(self, sample: Sample) -> Tracks:
+        tracks = read_objects(self.path(sample, "objects"))
+        expected = (sample.num_frames, sample.object_count, sample.height, sample.width)
+        if tracks.masks.shape != expected:
+            raise BenchmarkError(f"{sample.id}: objects.json masks are {tracks.masks.shape}, expected {expected}")
+        return tracks
+
+    def compute_content_hash(self) -> str:
+        return content_hash(self.root, self.samples)
+
+
+class BenchmarkWriter:
+    """Writes samples one by one, then meta.json with the content hash on `close()`."""
+
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        groups: tuple[str, ...] = DEFAULT_GROUPS,
+        build: dict | None = None,
+        overwrite: bool = False,
+    ):
+        self.root = Path(root)
+        if self.root.exists() and any(self.root.iterdir()):
+            if not overwrite:
+                raise BenchmarkError(f"{self.root} is not empty; choose another --out or pass --overwrite")
+            shutil.rmtree(self.root)
+        (self.root / "samples").mkdir(parents=True)
+        self.name, self.groups, self.build = name, tuple(groups), dict(build or {})
+        self.samples: list[Sample] = []
+
+    def add(
+        self,
+        sample_id: str,
+        frames: np.ndarray,
+        masks: np.ndarray,
+        fps: float,
+        prompt: str,
+        source: str,
+        categories: list[str | None] | None = None,
+    ) -> Sample | None:
+        """Write one sample. frames (T,H,W,3) uint8; masks (T,N,H,W) bool. Returns None (nothing written)
+        when the object count falls in no group."""
+        t, h, w, _ = frames.shape
+        if masks.ndim != 4 or masks.shape[0] != t or masks.shape[2:] != (h, w):
+            raise BenchmarkError(f"{sample_id}: masks {masks.shape} do not match frames {frames.shape}")
+        n = masks.shape[1]
+        group = group_for_count(n, self.groups)
+        if group is None:
+            return None
+        if any(s.id == sample_id for s in self.samples):
+            raise BenchmarkError(f"duplicate sample id {sample_id!r}")
+        visible = masks.any(axis=(2, 3))
+        if not visible.any(axis=0).all():
+            raise BenchmarkError(f"{sample_id}: an object is never visible; drop it before adding the sample")
+        object_ids = tuple(range(1, n + 1))
+        categories = list(categories) if categories is not None else [None] * n
+        objects = tuple(
+            ObjectInfo(
+                id=object_ids[k],
+                first_visible=int(np.flatnonzero(visible[:, k])[0]),
+                last_visible=int(np.flatnonzero(visible[:, k])[-1]),
+                category=categories[k],
+            )
+            for k in range(n)
+        )
+        rel = f"samples/{sample_id}"
+        folder = self.root / rel
+        (folder / "masks").mkdir(parents=True)
+        write_video(folder / "video.mp4", frames, fps)
+        Image.fromarray(frames[0]).save(folder / "first_frame.png")
+        palette = davis_palette()
+        for i in range(t):
+            png = Image.fromarray(label_map(masks[i], object_ids), mode="P")
+            png.putpalette(palette)
+            png.save(folder / "masks" / f"{i:05d}.png")
+        write_objects(folder / "objects.json", masks, object_ids, categories)
+        sample = Sample(
+            id=sample_id,
+            prompt=prompt,
+            num_frames=t,
+            fps=float(fps),
+            height=h,
+            width=w,
+            object_count=n,
+            group=group,
+            objects=objects,
+            paths={
+                "video": f"{rel}/video.mp4",
+                "first_frame": f"{rel}/first_frame.png",
+                "masks": f"{rel}/masks",
+                "objects": f"{rel}/objects.json",
+            },
+            source=source,
+        )
+        with open(self.root / MANIFEST, "a") as f:
+            f.write(json.dumps(sample.to_json()) + "\n")
+        self.samples.append(sample)
+        return sample
+
+    def close(self) -> Benchmark:
+        sizes = {g: 0 for g in self.groups}
+        for s in self.samples:
+            sizes[s.group] += 1
+        meta = BenchmarkMeta(
+            name=self.name,
+            version=FORMAT_VERSION,
+            groups=self.groups,
+            build=self.build,
+            content_hash=content_hash(self.root, self.samples),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            num_samples=len(self.samples),
+            group_sizes=sizes,
+        )
+        (self.root / MANIFEST).touch()
+        (self.root / META).write_text(json.dumps(asdict(meta), indent=2) + "\n")
+        return Benchmark(self.root, meta, list(self.samples))

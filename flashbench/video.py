@@ -1,0 +1,170 @@
+"""Video IO: PyAV primary (decord optional for reading), H.264 mp4 writing, frame resampling and resizing.
+
+Frames are always uint8 arrays shaped (T, H, W, 3), RGB.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from flashbench.errors import VideoError
+
+_FIX = "re-encode it (ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4) or regenerate it"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"video not found: {path}")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise VideoError(f"cannot open video {path} ({e}); {_FIX}") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path} has no video stream; {_FIX}")
+    return container
+
+
+def iter_frames(path: Path, stride: int = 1) -> Iterator[np.ndarray]:
+    """Yield (H, W, 3) uint8 RGB frames, every `stride`-th one, decoding as it goes (no full load)."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        count = 0
+        for i, frame in enumerate(container.decode(stream)):
+            if i % stride == 0:
+                yield frame.to_ndarray(format="rgb24")
+            count += 1
+    except av.error.FFmpegError as e:
+        raise VideoError(f"corrupt video {path} ({e}); {_FIX}") from None
+    finally:
+        container.close()
+    if count == 0:
+        raise VideoError(f"{path} decodes to zero frames; {_FIX}")
+
+
+def read_video(path: Path, backend: str = "pyav") -> np.ndarray:
+    """Read a whole video as (T, H, W, 3) uint8. backend: 'pyav' or 'decord' (when installed)."""
+    if backend == "decord":
+        return _read_decord(Path(path))
+    if backend != "pyav":
+        raise VideoError(f"unknown video backend {backend!r}: use 'pyav' or 'decord'")
+    return np.stack(list(iter_frames(path)))
+
+
+def _read_decord(path: Path) -> np.ndarray:
+    try:
+        import decord
+    except ImportError:
+        raise VideoError("decord is not installed: pip install 'flashbench[decord]' or use backend='pyav'") from None
+    if not path.is_file():
+        raise VideoError(f"video not found: {path}")
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        frames = reader.get_batch(list(range(len(reader)))).asnumpy()
+    except decord.DECORDError as e:
+        raise VideoError(f"corrupt video {path} ({e}); {_FIX}") from None
+    if len(frames) == 0:
+        raise VideoError(f"{path} decodes to zero frames; {_FIX}")
+    return frames
+
+
+def video_info(path: Path) -> VideoInfo:
+    """Frame count (decoded, not trusted from the header), fps and size."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        count = sum(1 for _ in container.demux(stream) if _.size > 0)
+        height, width = stream.codec_context.height, stream.codec_context.width
+    except av.error.FFmpegError as e:
+        raise VideoError(f"corrupt video {path} ({e}); {_FIX}") from None
+    finally:
+        container.close()
+    if count == 0:
+        raise VideoError(f"{path} has zero frames; {_FIX}")
+    return VideoInfo(num_frames=count, fps=fps, height=height, width=width)
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float, crf: int = 12, preset: str = "medium") -> None:
+    """Write (T, H, W, 3) uint8 frames as H.264 yuv420p mp4, atomically (temp file, then rename).
+
+    Single-threaded x264 so the same frames give the same bytes on any machine (content hashes rely on it).
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise VideoError(f"write_video needs uint8 frames shaped (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    if t == 0:
+        raise VideoError(f"refusing to write an empty video to {path}")
+    if h % 2 or w % 2:
+        raise VideoError(f"H.264 yuv420p needs even sizes, got {h}x{w} for {path}; resize to even height and width")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.codec_context.thread_count = 1
+            stream.options = {"crf": str(crf), "preset": preset}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fps_indices(num_src: int, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Source frame index shown at each tick of `dst_fps` (frame i covers [i/fps, (i+1)/fps))."""
+    if src_fps <= 0 or dst_fps <= 0:
+        raise VideoError(f"fps must be positive, got source {src_fps} and target {dst_fps}")
+    num_dst = max(1, int(np.floor(num_src * dst_fps / src_fps + 1e-6)))
+    idx = np.floor(np.arange(num_dst) * src_fps / dst_fps + 1e-6).astype(np.int64)
+    return np.minimum(idx, num_src - 1)
+
+
+def uniform_indices(num_src: int, num_dst: int) -> np.ndarray:
+    """`num_dst` indices spread uniformly over [0, num_src - 1], first and last included."""
+    if num_src < 1 or num_dst < 1:
+        raise VideoError(f"cannot pick {num_dst} frames from {num_src}")
+    return np.round(np.linspace(0, num_src - 1, num_dst)).astype(np.int64)
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize uint8 (T, H, W, 3) frames to size=(h, w) with antialiased bilinear interpolation."""
+    if frames.shape[1:3] == tuple(size):
+        return frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    y = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize bool (..., H, W) masks to size=(h, w) with nearest-neighbour sampling."""
+    if masks.shape[-2:] == tuple(size):
+        return masks
+    lead = masks.shape[:-2]
+    x = torch.from_numpy(masks.reshape(-1, 1, *masks.shape[-2:]).astype(np.uint8))
+    y = F.interpolate(x, size=size, mode="nearest-exact")
+    return y.reshape(*lead, *size).numpy().astype(bool)
