@@ -1,0 +1,106 @@
+"""Procedural scenes and the synthetic benchmark builder."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+import pytest
+
+from flashbench.cli import main
+from flashbench.data.benchmark import Benchmark
+from flashbench.data.synthetic import SHAPES, build_synthetic, generate_scene
+from flashbench.errors import BenchmarkError
+
+
+def saturation(pixels: np.ndarray) -> np.ndarray:
+    """HSV saturation of (..., 3) uint8 pixels via colorsys (independent of the renderer)."""
+    flat = pixels.reshape(-1, 3) / 255.0
+    return np.array([colorsys.rgb_to_hsv(*p)[1] for p in flat])
+
+
+def test_scene_shapes_and_visible_masks():
+    scene = generate_scene(4, 13, (64, 80), seed=3)
+    assert scene.frames.shape == (13, 64, 80, 3) and scene.frames.dtype == np.uint8
+    assert scene.masks.shape == (13, 4, 64, 80) and scene.masks.dtype == bool
+    assert scene.masks.sum(axis=1).max() <= 1  # visible parts never overlap (occlusion resolved)
+    visible = scene.masks.any(axis=(2, 3))
+    assert visible.any(axis=0).all()  # every object visible somewhere
+    assert visible[0].sum() >= 3  # all but at most one (the "enterer") visible in frame 0
+    assert len(scene.categories) == 4 and set(scene.categories) <= set(SHAPES)
+    for shape in scene.categories:
+        assert shape in scene.prompt
+
+
+def test_objects_stand_out_from_background():
+    scene = generate_scene(3, 5, (64, 64), seed=7)
+    fg = scene.masks.any(axis=1)
+    rng = np.random.default_rng(0)
+    fg_pix = scene.frames[fg][rng.choice(fg.sum(), 300)]
+    bg_pix = scene.frames[~fg][rng.choice((~fg).sum(), 300)]
+    assert np.median(saturation(fg_pix)) > 0.45 > 0.25 > np.median(saturation(bg_pix))
+
+
+def test_motion_is_smooth_and_nonzero():
+    scene = generate_scene(1, 17, (64, 64), seed=11)
+    m = scene.masks[:, 0]
+    ys, xs = np.mgrid[0:64, 0:64]
+    area = m.sum(axis=(1, 2))
+    assert (area > 0).all()
+    cx = (m * xs).sum(axis=(1, 2)) / area
+    cy = (m * ys).sum(axis=(1, 2)) / area
+    step = np.hypot(np.diff(cx), np.diff(cy))
+    assert step.max() < 6.0  # no teleporting: at most a few pixels per frame at 64x64, 24 fps
+    assert np.hypot(cx[-1] - cx[0], cy[-1] - cy[0]) > 1.0 or step.sum() > 2.0
+
+
+def test_objects_leave_and_enter_the_frame():
+    """Over a few longer scenes some object is off-screen in some frame after being visible."""
+    exits = 0
+    for seed in range(6):
+        visible = generate_scene(6, 73, (64, 64), seed=seed).masks.any(axis=(2, 3))
+        for k in range(6):
+            frames = np.flatnonzero(visible[:, k])
+            exits += int(len(frames) < 73)
+    assert exits > 0
+
+
+def test_deterministic_per_seed():
+    a = generate_scene(3, 9, (64, 64), seed=5)
+    b = generate_scene(3, 9, (64, 64), seed=5)
+    c = generate_scene(3, 9, (64, 64), seed=6)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks) and a.prompt == b.prompt
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(BenchmarkError):
+        generate_scene(0, 9, (64, 64), seed=0)
+    with pytest.raises(BenchmarkError, match="even"):
+        build_synthetic("/nonexistent/never-written", videos_per_group=1, frames=9, size=(63, 64))
+
+
+def test_build_balanced_groups_and_hash(tmp_path):
+    kwargs = dict(videos_per_group=2, frames=9, size=(64, 64), groups="1,3,6+")
+    a = build_synthetic(tmp_path / "a", seed=0, **kwargs)
+    assert a.meta.group_sizes == {"1": 2, "3": 2, "6+": 2}
+    counts = {g: [s.object_count for s in v] for g, v in a.by_group().items()}
+    assert counts["1"] == [1, 1] and counts["3"] == [3, 3] and all(6 <= n <= 8 for n in counts["6+"])
+    assert a.meta.build["builder"] == "synthetic" and a.meta.build["seed"] == 0 and a.meta.build["frames"] == 9
+    s = a.samples[0]
+    assert (s.num_frames, s.height, s.width, s.fps) == (9, 64, 64, 24.0)
+    b = build_synthetic(tmp_path / "b", seed=0, **kwargs)
+    c = build_synthetic(tmp_path / "c", seed=1, **kwargs)
+    assert a.meta.content_hash == b.meta.content_hash != c.meta.content_hash
+    assert Benchmark.load(tmp_path / "a").compute_content_hash() == a.meta.content_hash
+
+
+def test_cli_build_synthetic(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["build", "synthetic", "--out", str(out), "--videos-per-group", "1", "--frames", "9",
+            "--size", "64x64", "--groups", "1,2"]  # fmt: skip
+    assert main(args) == 0
+    assert "wrote 2 samples" in capsys.readouterr().out
+    assert main(args) == 2  # refuses to overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
