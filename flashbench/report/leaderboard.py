@@ -1,0 +1,190 @@
+"""Leaderboard (the paper's table: Method | Steps | FID | FVD | M-IoU | B-IoU | s) and per-group tables.
+
+Rows keep the order the runs were given in. Values come from each run's results.json; 95% CIs are shown
+where results.json has them, the best value per column is bold, and a missing (null) metric shows as "–"
+with its reason (see `metric_reason`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from flashbench.report.runs import RunRecord
+from flashbench.report.tables import (
+    MISSING,
+    Cell,
+    Table,
+    best_rows,
+    fmt_ci,
+    fmt_value,
+    is_missing,
+    to_markdown,
+)
+
+# (results.json key, column label, which direction is better)
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("fid", "FID ↓", "min"),
+    ("fvd", "FVD ↓", "min"),
+    ("mask_iou", "M-IoU ↑", "max"),
+    ("box_iou", "B-IoU ↑", "max"),
+    ("denoise_seconds", "s ↓", "min"),
+)
+GROUP_METRICS = ("fid", "fvd", "mask_iou", "box_iou")
+LABELS = {key: label for key, label, _ in COLUMNS}
+BETTER = {key: better for key, _, better in COLUMNS}
+
+
+# words that tie a free-text note in METRICS["notes"] to a metric
+NOTE_WORDS = {
+    "fid": ("fid",),
+    "fvd": ("fvd",),
+    "mask_iou": ("iou",),
+    "box_iou": ("iou",),
+    "denoise_seconds": ("denois",),
+}
+
+
+def metric_reason(run: RunRecord, metrics: dict, key: str) -> str | None:
+    """Why `key` is null in `metrics` (a METRICS dict of `run`), if results.json says.
+
+    Looked up in `metrics["reasons"][key]`, then `results["reasons"][key]`, then the scope's `notes` list
+    (the notes naming the metric, else those naming no metric, else all of them).
+    """
+    reason = (metrics.get("reasons") or {}).get(key) or (run.results.get("reasons") or {}).get(key)
+    if not reason:
+        notes = [str(n) for n in metrics.get("notes") or []]
+        words = [w for ws in NOTE_WORDS.values() for w in ws]
+        named = [n for n in notes if any(w in n.lower() for w in NOTE_WORDS.get(key, (key,)))]
+        general = [n for n in notes if not any(w in n.lower() for w in words)]
+        reason = "; ".join(named or general or notes)
+    return f"{LABELS.get(key, key)} of {run.name}: {reason}" if reason else None
+
+
+def _ci(metrics: dict, key: str) -> list | None:
+    ci = (metrics.get("ci95") or {}).get(key)
+    return list(ci) if ci is not None else None
+
+
+def _metric_cells(runs: list[RunRecord], scopes: list[dict], key: str) -> list[Cell]:
+    values = [m.get(key) for m in scopes]
+    best = best_rows(values, BETTER[key])
+    cells = []
+    for i, (run, metrics, value) in enumerate(zip(runs, scopes, values, strict=True)):
+        note = metric_reason(run, metrics, key) if is_missing(value) else None
+        cells.append(
+            Cell(fmt_value(value), bold=i in best, note=note, ci=None if note else fmt_ci(_ci(metrics, key)))
+        )
+    return cells
+
+
+def leaderboard_table(runs: list[RunRecord]) -> Table:
+    """The overall table; notes list runs with failed samples (they are excluded, never averaged in)."""
+    scopes = [r.overall for r in runs]
+    columns = [_metric_cells(runs, scopes, key) for key, _, _ in COLUMNS]
+    rows = []
+    for i, run in enumerate(runs):
+        steps = Cell(MISSING if run.steps is None else str(run.steps))
+        rows.append([Cell(run.name), steps] + [col[i] for col in columns])
+    notes = [
+        f"{run.name}: {n} sample(s) failed and are excluded (see {run.path / 'results.json'} `errors`)."
+        for run in runs
+        if (n := len(run.results.get("errors") or []))
+    ]
+    headers = ["Method", "Steps"] + [label for _, label, _ in COLUMNS]
+    return Table(headers, rows, ["l", "r"] + ["r"] * len(COLUMNS), notes)
+
+
+def leaderboard_frame(runs: list[RunRecord]) -> pd.DataFrame:
+    """Numeric leaderboard: one row per run, value / CI bounds / missing reason per metric, and provenance."""
+    records = []
+    for run in runs:
+        info = run.info()
+        metrics = run.overall
+        record = {"method": run.name, "steps": run.steps, "n": metrics.get("n")}
+        for key, _, _ in COLUMNS:
+            ci = _ci(metrics, key) or [None, None]
+            record[key] = metrics.get(key)
+            record[f"{key}_ci_lo"], record[f"{key}_ci_hi"] = ci
+            record[f"{key}_note"] = metric_reason(run, metrics, key) if is_missing(metrics.get(key)) else None
+        for k in ("errors", "generator", "condition", "bench_hash", "git_commit", "created"):
+            record[k] = info[k]
+        records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    numeric = [c for c in frame.columns if c in LABELS or c.endswith(("_ci_lo", "_ci_hi"))]
+    frame[numeric] = frame[numeric].astype("float64")
+    frame["steps"] = frame["steps"].astype("Int64")
+    return frame
+
+
+def group_labels(runs: list[RunRecord]) -> list[str]:
+    """Union of the runs' group labels, ordered by object count ("6+" after "5")."""
+    labels = {g for r in runs for g in r.groups}
+
+    def order(label: str) -> tuple[int, int]:
+        try:
+            return int(label.rstrip("+")), label.endswith("+")
+        except ValueError:
+            return 10**9, 0
+
+    return sorted(labels, key=order)
+
+
+def group_table(runs: list[RunRecord], key: str) -> Table:
+    """Methods as rows, object-count groups (then "All") as columns, for one metric; best per column bold."""
+    groups = group_labels(runs)
+    columns = [_metric_cells(runs, [r.groups.get(g) or {} for r in runs], key) for g in groups]
+    columns.append(_metric_cells(runs, [r.overall for r in runs], key))
+    rows = [[Cell(run.name)] + [col[i] for col in columns] for i, run in enumerate(runs)]
+    headers = ["Method"] + [f"{g} obj" for g in groups] + ["All"]
+    return Table(headers, rows, ["l"] + ["r"] * (len(groups) + 1))
+
+
+def group_frame(runs: list[RunRecord], key: str) -> pd.DataFrame:
+    """Wide numeric per-group table for one metric: index = method, columns = groups then "All"."""
+    groups = group_labels(runs)
+    data = {
+        run.name: [(run.groups.get(g) or {}).get(key) for g in groups] + [run.overall.get(key)]
+        for run in runs
+    }
+    frame = pd.DataFrame.from_dict(data, orient="index", columns=groups + ["All"], dtype="float64")
+    frame.index.name = "method"
+    return frame
+
+
+def write_leaderboard(
+    runs: list[RunRecord], out: Path, warning: str | None = None, provenance: dict | None = None
+) -> dict:
+    """Write leaderboard.{md,csv,json}, groups.md and groups_<metric>.csv under `out`; returns the tables."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = leaderboard_table(runs)
+    banner = f"> **{warning}**\n\n" if warning else ""
+    (out / "leaderboard.md").write_text(banner + to_markdown(table))
+    leaderboard_frame(runs).to_csv(out / "leaderboard.csv", index=False)
+
+    group_tables = {key: group_table(runs, key) for key in GROUP_METRICS}
+    sections = [f"## {LABELS[key]} by object count\n\n{to_markdown(t)}" for key, t in group_tables.items()]
+    (out / "groups.md").write_text(banner + "\n".join(sections))
+    for key in GROUP_METRICS:
+        group_frame(runs, key).to_csv(out / f"groups_{key}.csv")
+
+    record = {
+        "schema_version": 1,
+        "columns": [{"key": k, "label": label, "better": b} for k, label, b in COLUMNS],
+        "warning": warning,
+        "runs": [
+            {
+                **run.info(),
+                "overall": run.overall,
+                "groups": run.groups,
+                "settings": run.results.get("settings"),
+            }
+            for run in runs
+        ],
+        "report": provenance or {},
+    }
+    (out / "leaderboard.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return {"leaderboard": table, "groups": group_tables}

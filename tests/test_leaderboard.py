@@ -1,0 +1,257 @@
+"""Leaderboard / per-group tables / plots / gallery from fake run folders (RUN_SCHEMA)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from report_runs import build_bench, make_run, metrics
+
+from flashbench.cli import main
+from flashbench.report import write_report
+from flashbench.report.gallery import overlay, strip_indices
+from flashbench.report.leaderboard import leaderboard_table
+from flashbench.report.runs import ReportError, load_runs
+from flashbench.report.tables import to_markdown
+
+FVD_REASON = "I3D weights missing; run `flashbench weights fetch i3d-kinetics400`"
+
+
+def _groups(scale: float) -> dict:
+    return {
+        g: metrics(30 * scale + i, 300 * scale + i, 80 / scale - i, 82 / scale - i, 1.0, n=1)
+        for i, g in enumerate(("1", "2", "3+"))
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lb")
+    bench = build_bench(root / "bench")
+    paths = [
+        make_run(
+            root / "beta",
+            "Beta",
+            bench,
+            metrics(20.1, None, 65.0, 76.3, 35.2, reasons={"fvd": FVD_REASON}),
+            _groups(1.2),
+            steps=50,
+            seed=1,
+        ),
+        make_run(
+            root / "alpha", "Alpha", bench, metrics(15.81, 120.3, 71.2, 74.9, 0.42), _groups(1.0), steps=4
+        ),
+        make_run(
+            root / "gamma",
+            "Gamma",
+            bench,
+            metrics(18.0, 140.0, 60.0, 70.0, 0.2, ci=False),
+            _groups(1.1),
+            steps=1,
+            seed=2,
+            tracks=False,
+            errors=[{"id": "zz", "stage": "generate", "error": "oom"}],
+        ),
+    ]
+    return root, bench, paths
+
+
+@pytest.fixture(scope="module")
+def report(runs):
+    root, _, paths = runs
+    out = root / "report"
+    index = write_report(paths, out, gallery_per_group=1)
+    return out, index
+
+
+def _md_rows(text: str) -> list[list[str]]:
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def test_leaderboard_markdown_order_bold_ci_and_missing(report):
+    out, _ = report
+    text = (out / "leaderboard.md").read_text()
+    header = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
+    assert header == ["Method", "Steps", "FID ↓", "FVD ↓", "M-IoU ↑", "B-IoU ↑", "s ↓"]
+    rows = {r[0]: r for r in _md_rows(text)}
+    assert [r[0] for r in _md_rows(text)] == ["Beta", "Alpha", "Gamma"]  # the order the runs were given
+    # best per column in bold, CI in brackets (fixture CIs are +-5%)
+    assert rows["Alpha"][2] == "**15.81** [15.02, 16.60]"
+    assert rows["Alpha"][4].startswith("**71.20**") and not rows["Beta"][4].startswith("**")
+    assert rows["Beta"][5] == "**76.30** [72.48, 80.11]"  # B-IoU: higher is better
+    assert rows["Gamma"][6] == "**0.20**" and rows["Beta"][6] == "35.20"  # s: lower is better, no CI
+    assert rows["Gamma"][2] == "18.00"  # no CI recorded -> plain value
+    assert [r[1] for r in _md_rows(text)] == ["50", "4", "1"]
+    # null metric: dash + footnote carrying the reason from results.json
+    assert rows["Beta"][3] == "– [1]"
+    assert f"[1] FVD ↓ of Beta: {FVD_REASON}" in text
+    assert "Gamma: 1 sample(s) failed" in text
+
+
+def test_leaderboard_csv_and_json_round_trip(runs, report):
+    out, _ = report
+    _, bench, paths = runs
+    frame = pd.read_csv(out / "leaderboard.csv")
+    assert list(frame["method"]) == ["Beta", "Alpha", "Gamma"]
+    for path, (_, row) in zip(paths, frame.iterrows(), strict=True):
+        overall = json.loads((path / "results.json").read_text())["overall"]
+        for key in ("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds"):
+            if overall[key] is None:
+                assert np.isnan(row[key]) and row[f"{key}_note"].endswith(FVD_REASON)
+            else:
+                assert row[key] == pytest.approx(overall[key])
+            ci = overall["ci95"].get(key)
+            if ci:
+                assert (row[f"{key}_ci_lo"], row[f"{key}_ci_hi"]) == pytest.approx(tuple(ci))
+    assert frame["steps"].tolist() == [50, 4, 1]
+    record = json.loads((out / "leaderboard.json").read_text())
+    assert [r["name"] for r in record["runs"]] == ["Beta", "Alpha", "Gamma"]
+    for r in record["runs"]:
+        assert r["bench_hash"] == bench.meta.content_hash
+        assert r["git_commit"] == "0123456789abcdef" and r["created"] == "2025-01-02T03:04:05+00:00"
+    assert record["runs"][1]["overall"]["fid"] == 15.81
+    assert record["report"]["flashbench_version"]
+
+
+def test_group_tables(report):
+    out, _ = report
+    frame = pd.read_csv(out / "groups_mask_iou.csv", index_col="method", dtype={"method": str})
+    assert list(frame.columns) == ["1", "2", "3+", "All"]
+    assert frame.loc["Alpha", "2"] == pytest.approx(79.0) and frame.loc["Beta", "All"] == pytest.approx(65.0)
+    text = (out / "groups.md").read_text()
+    assert [ln for ln in text.splitlines() if ln.startswith("## ")] == [
+        "## FID ↓ by object count",
+        "## FVD ↓ by object count",
+        "## M-IoU ↑ by object count",
+        "## B-IoU ↑ by object count",
+    ]
+    fid = _md_rows(text.split("## FVD")[0])
+    assert [r[0] for r in fid] == ["Beta", "Alpha", "Gamma"]
+    assert all(c.startswith("**") for c in fid[1][1:])  # Alpha has the lowest FID in every group and overall
+
+
+def test_plots_are_valid_non_blank_pngs(report):
+    out, _ = report
+    for name in ("by_group.png", "speed_quality.png"):
+        image = np.asarray(Image.open(out / "plots" / name).convert("L"), dtype=np.float64)
+        assert image.shape[0] > 300 and image.std() > 5
+
+
+def test_gallery_strips_per_group_and_method(report, runs):
+    out, _ = report
+    _, bench, _ = runs
+    html = (out / "index.html").read_text()
+    groups = {s.group for s in bench}
+    folders = sorted(p.name for p in (out / "gallery").iterdir())
+    assert len(folders) == len(groups)  # one sample per group
+    for folder in folders:
+        names = sorted(p.name for p in (out / "gallery" / folder).iterdir())
+        assert names == ["00-Beta.png", "01-Alpha.png", "02-Gamma.png", "real.png"]
+        strip = Image.open(out / "gallery" / folder / "01-Alpha.png")
+        assert strip.height == 96 and strip.width > 4 * 96  # 5 frames of a 3:2 video side by side
+    assert "no tracked masks (tracks/ missing)" in html  # Gamma was written without tracks/
+
+
+def test_strip_indices_and_overlay_colours():
+    assert strip_indices(9, 5) == [0, 2, 4, 6, 8]
+    assert strip_indices(100, 6) == [0, 20, 40, 60, 80]
+    assert strip_indices(1, 6) == [0]
+    frame = np.full((12, 12, 3), 100, dtype=np.uint8)
+    target = np.zeros((1, 12, 12), dtype=bool)
+    target[0, 2:8, 2:8] = True
+    pred = np.zeros_like(target)
+    pred[0, 5:10, 5:10] = True
+    color = np.array([[250.0, 0.0, 0.0]])
+    out = overlay(frame, color, target, pred)
+    assert out[0, 0].tolist() == [100, 100, 100]  # untouched background
+    assert out[2, 4].tolist() == [250, 0, 0]  # target outline
+    assert out[4, 4].tolist() == [100, 100, 100]  # target interior, not tracked: no fill
+    assert out[9, 9].tolist() == [round(0.55 * 100 + 0.45 * 250), 55, 55]  # tracked fill, alpha 0.45
+
+
+def test_mixed_benchmark_hash_refused_unless_allowed(runs, tmp_path):
+    _, bench, paths = runs
+    other = make_run(
+        tmp_path / "other", "Other", None, metrics(10.0, 90.0, 50.0, 50.0, 1.0), bench_hash="0" * 64
+    )
+    with pytest.raises(ReportError, match="--allow-mixed"):
+        write_report([paths[0], other], tmp_path / "r1")
+    assert main(["report", str(paths[0]), str(other), "--out", str(tmp_path / "r2")]) == 2
+    index = write_report([paths[0], other], tmp_path / "r3", allow_mixed=True)
+    assert (
+        "different benchmark content hashes"
+        in (tmp_path / "r3" / "leaderboard.md").read_text().splitlines()[0]
+    )
+    assert "different benchmark content hashes" in index.read_text()
+    assert "gallery empty" in index.read_text()  # no sample is ok in both
+
+
+def test_missing_results_and_duplicate_names(runs, tmp_path):
+    _, _, paths = runs
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "run.json").write_text("{}")
+    with pytest.raises(ReportError, match="flashbench evaluate"):
+        load_runs([tmp_path / "raw"])
+    again = make_run(tmp_path / "alpha2", "Alpha", None, metrics(1.0, 2.0, 3.0, 4.0, 5.0))
+    loaded = load_runs([paths[1], again])
+    assert [r.name for r in loaded] == ["Alpha (alpha)", "Alpha (alpha2)"]
+    assert "| Alpha (alpha2) " in to_markdown(leaderboard_table(loaded))
+    with pytest.raises(ReportError, match="clashing"):
+        load_runs([paths[1], paths[1]])  # the same folder twice cannot be told apart
+
+
+def test_cli_report(runs, tmp_path, capsys):
+    _, _, paths = runs
+    assert (
+        main(
+            [
+                "report",
+                *map(str, paths[:2]),
+                "--out",
+                str(tmp_path / "cli"),
+                "--gallery-per-group",
+                "0",
+                "--base",
+                str(paths[1]),
+                "--n-boot",
+                "200",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "| Beta" in printed and str(tmp_path / "cli" / "index.html") in printed
+    assert (tmp_path / "cli" / "compare.md").is_file() and not (tmp_path / "cli" / "gallery").exists()
+
+
+def test_runs_without_groups(runs, tmp_path):
+    _, _, paths = runs
+    plain = make_run(
+        tmp_path / "plain", "Plain", None, metrics(10.0, 90.0, 50.0, 50.0, 1.0), bench_hash="0" * 64
+    )
+    index = write_report([plain], tmp_path / "r", gallery_per_group=0)
+    assert not (tmp_path / "r" / "plots" / "by_group.png").exists()
+    assert (tmp_path / "r" / "plots" / "speed_quality.png").is_file()
+    assert "No per-group metrics in results.json." in index.read_text()
+
+
+def test_reason_taken_from_metrics_notes(tmp_path):
+    overall = metrics(12.0, None, None, None, 1.0)
+    overall["notes"] = [
+        "FVD not computed: 1 generated and 1 real videos, need >= 2 of each",
+        "no scored samples",
+    ]
+    path = make_run(tmp_path / "n", "Noted", None, overall)
+    text = to_markdown(leaderboard_table(load_runs([path])))
+    row = _md_rows(text)[0]
+    assert row[2] == "12.00 [11.40, 12.60]" and row[3] == "– [1]" and row[4] == "– [2]" and row[5] == "– [3]"
+    assert "[1] FVD ↓ of Noted: FVD not computed: 1 generated and 1 real videos, need >= 2 of each\n" in text
+    # no note names IoU: the notes naming no metric are the reason
+    assert (
+        "[2] M-IoU ↑ of Noted: no scored samples\n" in text
+        and "[3] B-IoU ↑ of Noted: no scored samples\n" in text
+    )
