@@ -1,0 +1,110 @@
+"""FlashMotion checkpoints: adapter weights in safetensors, a JSON config beside them, optionally backbone parts.
+
+Layout of a checkpoint folder:
+    flashmotion.json        {"format_version", "preset", "adapter": {"kind", "options"}, "backbone_components",
+                             "metadata"}; written last, so its presence means the folder is complete
+    adapter.safetensors     the adapter's state dict
+    backbone/<component>/   diffusers/transformers save_pretrained folders of the saved backbone components:
+                            all four for a tiny model; e.g. only `transformer` for a distilled 5B generator
+                            (the rest then comes from `model_path`, a local Wan2.2-TI2V-5B-Diffusers folder)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from flashmotion.errors import CheckpointError
+from flashmotion.models.adapters import build_adapter
+from flashmotion.models.backbone import SUBFOLDERS, WanBackbone, load_component
+
+CONFIG_NAME = "flashmotion.json"
+ADAPTER_WEIGHTS = "adapter.safetensors"
+BACKBONE_DIR = "backbone"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    backbone: WanBackbone
+    adapter: nn.Module
+    config: dict[str, Any]
+
+
+def save_checkpoint(
+    directory: str | Path,
+    adapter: nn.Module,
+    backbone: WanBackbone,
+    components: Sequence[str] = SUBFOLDERS,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write `adapter` and the backbone `components` (none: adapter only) to `directory`; returns it."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / CONFIG_NAME).unlink(missing_ok=True)
+    save_model(adapter, str(root / ADAPTER_WEIGHTS))
+    if components:
+        backbone.save_pretrained(root / BACKBONE_DIR, components)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "preset": backbone.preset,
+        "adapter": {"kind": adapter.kind, "options": adapter.config},
+        "backbone_components": list(components),
+        "metadata": metadata or {},
+    }
+    (root / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return root
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a FlashMotion checkpoint (no {CONFIG_NAME}); save one with save_checkpoint")
+    config = json.loads(path.read_text())
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")
+    return config
+
+
+def load_checkpoint(
+    directory: str | Path,
+    model_path: str | Path | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Backbone (saved components over `model_path`'s) and adapter of a checkpoint, in eval mode on `device`."""
+    root = Path(directory)
+    config = read_config(root)
+    saved = list(config["backbone_components"])
+    if set(saved) >= set(SUBFOLDERS):
+        backbone = WanBackbone.from_pretrained(root / BACKBONE_DIR, config["preset"], dtype=dtype)
+    elif model_path is not None:
+        backbone = WanBackbone.from_pretrained(model_path, config["preset"], dtype=dtype)
+        for name in saved:
+            setattr(backbone, name, load_component(root / BACKBONE_DIR, name, dtype))
+    else:
+        raise CheckpointError(
+            f"{root} holds only {saved or 'no'} backbone components; pass model_path=DIR (a local "
+            "Wan2.2-TI2V-5B-Diffusers folder) for the rest"
+        )
+    backbone = backbone.to(device).eval()
+    adapter_cfg = config["adapter"]
+    adapter = build_adapter(adapter_cfg["kind"], backbone.transformer, **adapter_cfg["options"])
+    weights = root / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"missing {weights}; the checkpoint is incomplete, save it again")
+    mismatch = f"{weights} does not match a {adapter_cfg['kind']} adapter for this backbone"
+    try:
+        missing, unexpected = load_model(adapter, str(weights), strict=False, device=str(device))
+    except RuntimeError as e:  # shape mismatch
+        raise CheckpointError(f"{mismatch} ({str(e).splitlines()[-1].strip()})") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{mismatch} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    return Checkpoint(backbone, adapter.eval(), config)
