@@ -12,7 +12,8 @@ from flashbench.errors import FlashBenchError
 COMMAND_MODULES = (
     "flashbench.data.commands",  # build synthetic|davis|magicdata, validate
     "flashbench.metrics.commands",  # weights fetch|list|verify, fid, fvd
-    "flashbench.harness_commands",  # generate, evaluate, report, compare, demo
+    "flashbench.harness_commands",  # generate, evaluate, demo
+    "flashbench.report.commands",  # report, compare
 )
 
 
@@ -20,13 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashbench", description="Trajectory-control video benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

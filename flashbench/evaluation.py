@@ -1,0 +1,257 @@
+"""`flashbench evaluate`: score a generated run against its benchmark (see RUN_SCHEMA).
+
+Per sample: the segmenter tracks the generated video, prompted with each object's ground-truth mask at its
+first visible frame; mask and box IoU against the target masks follow the convention of
+flashbench.metrics.iou (RUN/tracks/<id>.json keeps the prediction, RUN/samples.jsonl the scores). Per video:
+FID/FVD features (flashbench.eval_features caches them). Then FID/FVD per group and overall (the real set is
+the benchmark's real videos of that group / all of them), IoU means, bootstrap CIs (flashbench.aggregate), and
+results.json with provenance.
+
+Resumable: samples already in samples.jsonl and features already cached are reused when they were computed
+from the same video file (sha256) with the same segmenter/feature settings; anything else is recomputed. Samples are always aggregated in benchmark order, so a resumed evaluation writes the same
+metric values, to the byte, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from flashbench import provenance
+from flashbench.aggregate import metrics_block
+from flashbench.data.benchmark import Benchmark
+from flashbench.data.objects import boxes_from_masks, write_objects
+from flashbench.data.sample import Sample
+from flashbench.errors import VideoError
+from flashbench.eval_features import FeatureExtractor, FeatureSettings, real_cache_dir
+from flashbench.metrics.iou import box_iou, mask_iou, summarize
+from flashbench.run_files import (
+    FEATURES,
+    RESULTS,
+    RUN_JSON,
+    SAMPLES,
+    TRACKS,
+    VIDEOS,
+    RunError,
+    append_jsonl,
+    generation_logs,
+    generation_records,
+    latest_by_id,
+    merge_generation,
+    read_json,
+    read_jsonl,
+    write_json,
+)
+from flashbench.runner import SCHEMA_VERSION, selected_samples
+from flashbench.video import read_video
+from flashbench.weights import sha256_file
+
+IOU_CONVENTION = (
+    "DAVIS J per object per frame: frames before the object's first visible (prompt) frame not scored; "
+    "both empty = 1; one empty = 0; mean over scored frames, then objects, then samples; box IoU of the "
+    "boxes of the same masks (xyxy, exclusive end)"
+)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that changes the numbers; recorded in results.json."""
+
+    segmenter: str = "mobilesam"
+    segmenter_checkpoint: str | None = None
+    device: str = "cpu"
+    fid_stride: int = 1
+    clip_len: int = 16
+    bootstrap: int = 1000  # resamples for the 95% CIs; 0 skips them
+    seed: int = 0
+
+
+def _key(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def score_sample(sample: Sample, bench: Benchmark, frames: np.ndarray, segmenter, tracks_path: Path) -> dict:
+    """Track the objects through `frames`, save the prediction, return the IoU part of the samples.jsonl record."""
+    gt = bench.tracks(sample)
+    start = gt.visible.argmax(axis=0)  # first visible frame of each object (every object is visible somewhere)
+    prompts = gt.masks[start, np.arange(gt.num_objects)]
+    pred = np.asarray(segmenter.track(frames, prompts, start))
+    if pred.shape != gt.masks.shape:
+        raise VideoError(f"{sample.id}: segmenter returned masks {pred.shape}, expected {gt.masks.shape}")
+    tmp = tracks_path.with_name(f".{tracks_path.stem}.{os.getpid()}.tmp.json")
+    write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
+    os.replace(tmp, tracks_path)
+    per_mask = mask_iou(pred, gt.masks, start)
+    per_box = box_iou(boxes_from_masks(pred), gt.boxes, start)
+    m, b = summarize(per_mask), summarize(per_box)
+    objects = [
+        {"id": int(oid), "mask_iou": _finite(m.per_object[k]), "box_iou": _finite(b.per_object[k]),
+         "frames_scored": int(np.count_nonzero(~np.isnan(per_mask[:, k])))}
+        for k, oid in enumerate(gt.object_ids)
+    ]
+    if not m.scored or not b.scored:
+        return {"status": "error", "error": "no object could be scored", "objects": objects}
+    return {"status": "ok", "error": None, "mask_iou": m.mean, "box_iou": b.mean, "objects": objects}
+
+
+def _read_generated(run: Path, sample: Sample) -> np.ndarray:
+    frames = read_video(run / VIDEOS / f"{sample.id}.mp4")
+    expected = (sample.num_frames, sample.height, sample.width, 3)
+    if frames.shape != expected:
+        raise VideoError(f"{sample.id}: generated video is {frames.shape}, benchmark expects {expected}; regenerate it")
+    return frames
+
+
+def _evaluate_sample(
+    bench: Benchmark, run: Path, sample: Sample, gen: dict, previous: dict, segmenter, seg_key: str,
+    features: FeatureExtractor, timings: dict[str, float],
+) -> tuple[dict, dict[str, np.ndarray] | None]:
+    """Score one generated video (or reuse its record made from the same file and segmenter) and get its
+    features; a VideoError becomes an error record (appended to samples.jsonl, features None)."""
+    path = run / VIDEOS / f"{sample.id}.mp4"
+    video_sha = sha256_file(path) if path.is_file() else None
+    video = functools.cache(functools.partial(_read_generated, run, sample))  # decoded at most once
+    base = {"id": sample.id, "group": sample.group, "object_count": sample.object_count,
+            "segmenter_key": seg_key, "video_sha256": video_sha}
+    record = previous
+    try:
+        if not (previous.get("status") == "ok" and previous.get("segmenter_key") == seg_key
+                and video_sha is not None and previous.get("video_sha256") == video_sha):
+            t0 = time.perf_counter()
+            scored = score_sample(sample, bench, video(), segmenter, run / TRACKS / f"{sample.id}.json")
+            timings["segment_seconds"] += time.perf_counter() - t0
+            record = {**base, "status": "ok", "error": None, "mask_iou": None, "box_iou": None, **scored,
+                      "denoise_seconds": gen["denoise_seconds"], "nfe": gen["nfe"]}
+            append_jsonl(run / SAMPLES, record)
+        t0 = time.perf_counter()
+        feats = features.get(run / FEATURES / f"{sample.id}.npz", video, source=video_sha or "")
+        timings["features_seconds"] += time.perf_counter() - t0
+        return record, feats
+    except VideoError as e:  # this video cannot be scored: logged, listed, never averaged in
+        record = {**base, "status": "error", "error": str(e)}
+        append_jsonl(run / SAMPLES, record)
+        return record, None
+
+
+def check_run(bench: Benchmark, run: Path) -> tuple[dict, list[Sample], dict[str, dict]]:
+    """run.json, the samples the run covers, and their generation records; RunError if incomplete/mismatched."""
+    info = read_json(run / RUN_JSON, "generate into this folder with `flashbench generate` first")
+    run_hash = (info.get("bench") or {}).get("content_hash")
+    if run_hash != bench.meta.content_hash:
+        raise RunError(f"{run} was generated on benchmark content {str(run_hash)[:12]}, not {bench.root} "
+                       f"({bench.meta.content_hash[:12]}); evaluate it with the benchmark it was made from")
+    samples = selected_samples(bench, info.get("limit"))
+    generation = generation_records(run)
+    missing = [s.id for s in samples if s.id not in generation]
+    if missing:
+        raise RunError(f"{len(missing)} of {len(samples)} samples of {run} are not generated yet (e.g. {missing[0]}); "
+                       "finish `flashbench generate` (every shard) first")
+    if any(p.name != "generation.jsonl" for p in generation_logs(run)):
+        merge_generation(run, [s.id for s in samples])
+    return info, samples, generation
+
+
+def evaluate(
+    bench: Benchmark,
+    run: Path,
+    settings: EvalSettings = EvalSettings(),
+    segmenter=None,
+    features: FeatureExtractor | None = None,
+    real_cache: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate `run` on `bench`, write samples.jsonl, tracks/, features/ and results.json; return the results.
+
+    segmenter / features: prebuilt components (else built from `settings`). real_cache: folder for the real
+    videos' features (default $FLASHBENCH_HOME/features/<benchmark content hash>).
+    """
+    started = time.perf_counter()
+    run = Path(run)
+    info, samples, generation = check_run(bench, run)
+    features = features or FeatureExtractor(FeatureSettings(settings.fid_stride, settings.clip_len, settings.device))
+    if segmenter is None:
+        from flashbench.metrics.segment.base import load_segmenter
+
+        segmenter = load_segmenter(settings.segmenter, settings.device, settings.segmenter_checkpoint, progress=False)
+    seg_info = segmenter.describe()
+    seg_key = _key(seg_info)
+    (run / TRACKS).mkdir(exist_ok=True)
+    done = latest_by_id(read_jsonl(run / SAMPLES))
+    timings = {"segment_seconds": 0.0, "features_seconds": 0.0, "real_features_seconds": 0.0}
+    records: dict[str, dict] = {}
+    gen_feats: dict[str, dict[str, np.ndarray]] = {}
+    todo = [s for s in samples if generation[s.id]["status"] == "ok"]
+    for sample in tqdm(todo, desc=f"evaluate {info.get('name')}", unit="video", disable=not progress):
+        record, feats = _evaluate_sample(bench, run, sample, generation[sample.id], done.get(sample.id, {}),
+                                         segmenter, seg_key, features, timings)
+        records[sample.id] = record
+        if feats is not None:
+            gen_feats[sample.id] = feats
+
+    t0 = time.perf_counter()
+    cache = Path(real_cache) if real_cache is not None else real_cache_dir(bench.meta.content_hash)
+    real = {
+        s.id: features.get(cache / f"{s.id}.npz", lambda s=s: bench.path(s, "video"))
+        for s in tqdm(bench.samples, desc="real features", unit="video", disable=not progress)
+    }
+    timings["real_features_seconds"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ok = [records[s.id] for s in samples if s.id in records and records[s.id]["status"] == "ok"]
+
+    def block(scored: list[dict], real_samples: list[Sample]) -> dict:
+        return metrics_block(scored, generation, gen_feats, [real[s.id] for s in real_samples],
+                             settings.bootstrap, settings.seed)
+
+    overall = block(ok, bench.samples)
+    groups = {g: block([r for r in ok if r["group"] == g], members) for g, members in bench.by_group().items()}
+    timings["aggregate_seconds"] = time.perf_counter() - t0
+    timings["total_seconds"] = time.perf_counter() - started
+    errors = [{"id": s.id, "stage": "generate", "error": generation[s.id]["error"]}
+              for s in samples if generation[s.id]["status"] != "ok"]
+    errors += [{"id": s.id, "stage": "evaluate", "error": records[s.id]["error"]}
+               for s in samples if s.id in records and records[s.id]["status"] != "ok"]
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "run": {k: info.get(k) for k in ("name", "generator", "condition", "steps", "seed")},
+        "overall": overall,
+        "groups": groups,
+        "settings": {
+            **features.settings.describe(),
+            "segmenter": seg_info,
+            "iou": {"convention": IOU_CONVENTION},
+            "bootstrap": {"n": settings.bootstrap, "seed": settings.seed, "ci": "95% percentile",
+                          "fid_fvd": "resample generated videos; real set fixed",
+                          "iou": "resample samples"},
+        },
+        "provenance": provenance.collect(
+            device=settings.device,
+            weights={**features.settings.weight_hashes(), **_segmenter_weights(seg_info)},
+            bench_content_hash=bench.meta.content_hash,
+            bench_root=str(bench.root.resolve()),
+            eval_settings=asdict(settings),
+            timings=timings,
+        ),
+        "errors": errors,
+    }
+    write_json(run / RESULTS, results)
+    return results
+
+
+def _segmenter_weights(info: dict) -> dict[str, str]:
+    """{segmenter name: checkpoint sha256} from Segmenter.describe(), when it names one."""
+    sha = info.get("checkpoint_sha256")
+    return {str(info.get("segmenter", "segmenter")): sha} if sha else {}

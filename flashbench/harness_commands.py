@@ -1,0 +1,122 @@
+"""CLI: `flashbench generate`, `flashbench evaluate`, `flashbench demo` (heavy imports inside the handlers)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flashbench.errors import FlashBenchError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: use HxW, e.g. 128x128") from None
+    return h, w
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gen = subparsers.add_parser(
+        "generate",
+        help="run a generator over a benchmark into a run folder (resumable, shardable)",
+        description="Writes RUN/videos/<id>.mp4, RUN/generation.jsonl and RUN/run.json. Rerunning skips finished "
+        "samples. With --shard i/N (0 <= i < N) each shard logs to RUN/generation.shard-i-of-N.jsonl; the last "
+        "shard to finish merges the logs (or run with --merge; evaluate also merges).",
+    )
+    gen.add_argument("--bench", type=Path, help="benchmark folder")
+    gen.add_argument("--generator", help="registered name or module:Class, optionally with key=value args")
+    gen.add_argument("--gen-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="generator argument (repeatable; value typed as YAML)")
+    gen.add_argument("--out", type=Path, required=True, help="run folder")
+    gen.add_argument("--condition", default="mask", choices=("mask", "box", "sparse_box"))
+    gen.add_argument("--seed", type=int, default=0, help="run seed (per-sample seeds derive from it)")
+    gen.add_argument("--shard", default="0/1", help="i/N: generate every N-th sample starting at i (0-based)")
+    gen.add_argument("--limit", type=int, default=None, help="only the first N samples of the benchmark")
+    gen.add_argument("--name", default=None, help="display name in reports (default: the generator's name)")
+    gen.add_argument("--device", default="cpu", help="passed to generators that take a `device` argument")
+    gen.add_argument("--retry-errors", action="store_true", help="retry samples whose generation failed")
+    gen.add_argument("--merge", action="store_true", help="only merge the shard logs of --out, then exit")
+    gen.set_defaults(func=_generate)
+
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="score a run: segmenter IoU per sample, FID/FVD per group and overall, results.json",
+        description="Resumable: reuses RUN/samples.jsonl and RUN/features/ entries; real-video features are "
+        "cached under $FLASHBENCH_HOME/features/<benchmark content hash>/.",
+    )
+    ev.add_argument("--bench", type=Path, required=True, help="benchmark folder the run was generated on")
+    ev.add_argument("--run", type=Path, required=True, help="run folder written by `flashbench generate`")
+    ev.add_argument("--segmenter", default="mobilesam", choices=("mobilesam", "sam", "sam2"))
+    ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam/sam2 need one)")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--fid-stride", type=int, default=1, help="use every K-th frame for FID")
+    ev.add_argument("--clip-len", type=int, default=16, help="frames per FVD clip")
+    ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for 95%% CIs")
+    ev.add_argument("--no-bootstrap", action="store_true", help="skip the confidence intervals")
+    ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ev.set_defaults(func=_evaluate)
+
+    demo = subparsers.add_parser(
+        "demo", help="synthetic benchmark + reference generators + evaluation + report, in a few CPU minutes"
+    )
+    demo.add_argument("--out", type=Path, default=Path("reports/demo"))
+    demo.add_argument("--videos-per-group", type=int, default=1)
+    demo.add_argument("--frames", type=int, default=16)
+    demo.add_argument("--size", type=_size, default=(128, 128), metavar="HxW")
+    demo.add_argument("--groups", default="1,2,3", help="object-count groups (default 1,2,3; all: 1,2,3,4,5,6+)")
+    demo.add_argument("--device", default="cpu")
+    demo.set_defaults(func=_demo)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from flashbench.data.benchmark import Benchmark
+    from flashbench.generators.registry import parse_args
+    from flashbench.run_files import merge_generation
+    from flashbench.runner import Shard, generate, selected_samples
+
+    if args.merge:
+        order = None
+        if args.bench is not None:
+            order = [s.id for s in selected_samples(Benchmark.load(args.bench), None)]
+        print(f"merged: {merge_generation(args.out, order)}")
+        return 0
+    if args.bench is None or args.generator is None:
+        raise FlashBenchError("generate needs --bench and --generator (or --merge to merge shard logs)")
+    summary = generate(
+        Benchmark.load(args.bench), args.out, args.generator, generator_args=parse_args(args.gen_arg),
+        condition=args.condition, seed=args.seed, shard=Shard.parse(args.shard), limit=args.limit,
+        name=args.name, device=args.device, retry_errors=args.retry_errors,
+    )
+    print(summary.message())
+    return 1 if summary.failed_total else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from flashbench.data.benchmark import Benchmark
+    from flashbench.evaluation import EvalSettings, evaluate
+
+    settings = EvalSettings(
+        segmenter=args.segmenter, segmenter_checkpoint=args.segmenter_checkpoint, device=args.device,
+        fid_stride=args.fid_stride, clip_len=args.clip_len, bootstrap=0 if args.no_bootstrap else args.bootstrap,
+        seed=args.seed,
+    )
+    results = evaluate(Benchmark.load(args.bench), args.run, settings)
+    o = results["overall"]
+
+    def fmt(v: float | None, digits: int = 2) -> str:
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    print(f"{results['run']['name']}: n={o['n']} FID={fmt(o['fid'])} FVD={fmt(o['fvd'])} "
+          f"mask IoU={fmt(o['mask_iou'])} box IoU={fmt(o['box_iou'])} errors={len(results['errors'])}")
+    print(f"results: {args.run / 'results.json'}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from flashbench.demo import run_demo
+
+    index = run_demo(args.out, videos_per_group=args.videos_per_group, frames=args.frames, size=args.size,
+                     groups=args.groups, device=args.device)
+    print(index)
+    return 0

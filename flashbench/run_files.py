@@ -1,0 +1,128 @@
+"""Files of a run folder (see RUN_SCHEMA): crash-safe JSON/JSONL IO and the merged view of generation logs.
+
+JSONL logs are append-only. A process killed mid-append leaves at most one partial last line; readers skip it
+and the next append cuts it off first, so every complete line survives and no line is ever half-read.
+With `--shard i/N`, shard i appends to `generation.shard-i-of-N.jsonl`; readers merge all of them with
+`generation.jsonl` (a later record for the same id wins) and `merge_generation` folds them into one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from flashbench.errors import FlashBenchError
+
+RUN_JSON = "run.json"
+GENERATION = "generation.jsonl"
+SAMPLES = "samples.jsonl"
+RESULTS = "results.json"
+VIDEOS = "videos"
+TRACKS = "tracks"
+FEATURES = "features"
+_SHARD_RE = re.compile(r"^generation\.shard-(\d+)-of-(\d+)\.jsonl$")
+
+
+class RunError(FlashBenchError):
+    """A run folder is missing files, or belongs to another generator/benchmark."""
+
+
+def shard_log_name(index: int, count: int) -> str:
+    """Generation log of one shard (the plain log when there is a single shard)."""
+    return GENERATION if count == 1 else f"generation.shard-{index}-of-{count}.jsonl"
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write JSON atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, hint: str) -> dict:
+    """Read a JSON file or raise RunError with `hint` (what to do)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing; {hint}") from None
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path} is not valid JSON ({e}); {hint}") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSONL file; a partial last line (killed writer) is skipped, a bad line elsewhere is an error."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    records = []
+    for i, line in enumerate(data.split(b"\n")[:-1], 1):  # text after the last newline was never finished
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise RunError(f"{path}:{i} is not valid JSON; fix or delete that line and rerun") from None
+    return records
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one record as a line, first cutting off a partial last line left by a killed writer."""
+    path = Path(path)
+    with open(path, "ab+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+            if not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                if cut < 0 and size > len(tail):
+                    raise RunError(f"{path} ends with an over-long partial line; delete it and rerun")
+                f.truncate(size - len(tail) + cut + 1)
+        f.seek(0, os.SEEK_END)
+        f.write((json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def generation_logs(run: Path) -> list[Path]:
+    """generation.jsonl then the shard logs (sorted), those that exist."""
+    run = Path(run)
+    shards = sorted(p for p in run.glob("generation.shard-*.jsonl") if _SHARD_RE.match(p.name))
+    return [p for p in [run / GENERATION, *shards] if p.is_file()]
+
+
+def latest_by_id(records: Iterable[dict]) -> dict[str, dict]:
+    """Last record per id, in first-seen id order."""
+    out: dict[str, dict] = {}
+    for r in records:
+        out.pop(r["id"], None)
+        out[r["id"]] = r
+    return out
+
+
+def generation_records(run: Path) -> dict[str, dict]:
+    """Merged view of every generation log of the run: the latest record per sample id."""
+    return latest_by_id(r for log in generation_logs(run) for r in read_jsonl(log))
+
+
+def merge_generation(run: Path, order: list[str] | None = None) -> Path:
+    """Fold the shard logs into generation.jsonl (latest record per id, in `order` when given) and delete them."""
+    run = Path(run)
+    logs = generation_logs(run)
+    records = generation_records(run)
+    if order is not None:
+        rank = {sid: i for i, sid in enumerate(order)}
+        records = dict(sorted(records.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    tmp = run / f".{GENERATION}.{os.getpid()}.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records.values()))
+    os.replace(tmp, run / GENERATION)
+    for log in logs:
+        if log.name != GENERATION:
+            log.unlink(missing_ok=True)
+    return run / GENERATION

@@ -1,0 +1,225 @@
+"""`flashbench generate`: run a generator over a benchmark into a run folder (see RUN_SCHEMA).
+
+Resumable and kill -9 safe: each video is written to a temp name and renamed, then its record is appended to
+the generation log, so a finished id has both; a rerun skips ids already logged (`retry_errors` retries the
+failed ones) and removes temp files a killed run left. `--shard i/N` (i in 0..N-1) takes every N-th sample of
+the (optionally `--limit`ed) benchmark and logs to its own `generation.shard-i-of-N.jsonl`; the last shard to
+finish merges the logs into generation.jsonl (so does `flashbench generate --out RUN --merge`), and evaluate
+reads the merged view either way. Per-sample seeds are derived from (run seed, sample id), so a sample gets
+the same seed whatever the sharding or order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from flashbench import provenance
+from flashbench.data.benchmark import Benchmark
+from flashbench.data.sample import Sample
+from flashbench.errors import FlashBenchError
+from flashbench.generators.base import CONDITIONS, GenerationRequest, bind_benchmark, check_output
+from flashbench.generators.registry import accepts, format_spec, generator_factory, load_generator, parse_spec
+from flashbench.run_files import (
+    RUN_JSON,
+    VIDEOS,
+    RunError,
+    append_jsonl,
+    generation_records,
+    merge_generation,
+    read_json,
+    shard_log_name,
+    write_json,
+)
+from flashbench.video import write_video
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0-based): the samples at positions index, index + count, ..."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+            raise FlashBenchError(f"bad --shard {text!r}: use i/N with 0 <= i < N, e.g. 0/4")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def select(self, samples: list[Sample]) -> list[Sample]:
+        return samples[self.index :: self.count]
+
+
+@dataclass
+class GenerateSummary:
+    """Outcome of one `generate` call: counts over this shard's samples and where records went."""
+
+    run: Path
+    generated: int
+    failed: int
+    skipped: int
+    log: Path
+    failed_total: int
+
+    def message(self) -> str:
+        text = f"{self.generated} generated, {self.skipped} already done, {self.failed} failed in {self.run}"
+        if self.failed_total:
+            text += (f"; {self.failed_total} sample(s) failed: see status \"error\" records in {self.log} "
+                     "(rerun with --retry-errors after fixing the generator)")
+        return text
+
+
+def sample_seed(run_seed: int, sample_id: str) -> int:
+    """Deterministic per-sample seed in [0, 2**31) from the run seed and the sample id."""
+    digest = hashlib.sha256(f"{int(run_seed)}/{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def selected_samples(bench: Benchmark, limit: int | None) -> list[Sample]:
+    """The samples a run covers: the first `limit` of the benchmark (all when None)."""
+    if limit is not None and limit < 1:
+        raise FlashBenchError(f"--limit must be >= 1, got {limit}")
+    return list(bench.samples[:limit] if limit is not None else bench.samples)
+
+
+def build_request(bench: Benchmark, sample: Sample, condition: str, run_seed: int) -> GenerationRequest:
+    """The request for one sample: first frame, prompt, target masks/boxes, size, per-sample seed."""
+    tracks = bench.tracks(sample)
+    return GenerationRequest(
+        sample_id=sample.id,
+        first_frame=bench.first_frame(sample),
+        prompt=sample.prompt,
+        masks=tracks.masks,
+        boxes=tracks.boxes,
+        condition=condition,  # type: ignore[arg-type]
+        num_frames=sample.num_frames,
+        fps=sample.fps,
+        height=sample.height,
+        width=sample.width,
+        seed=sample_seed(run_seed, sample.id),
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or "(no message)"
+    return f"{type(e).__name__}: {text}"[:500]
+
+
+def _check_compatible(out: Path, bench: Benchmark, spec: str, condition: str, seed: int) -> dict | None:
+    """The existing run.json of `out` (None if new); RunError if it was made with another generator spec,
+    condition, seed or benchmark content."""
+    path = out / RUN_JSON
+    if not path.is_file():
+        return None
+    existing = read_json(path, "delete the run folder or choose another --out")
+    for key, value, label in (("generator", spec, "generator spec"), ("condition", condition, "condition"),
+                              ("seed", seed, "seed")):
+        if existing.get(key) != value:
+            raise RunError(f"{out} was made with {label} {existing.get(key)!r}, not {value!r}; "
+                           "use another --out (or delete that run) to change it")
+    old_hash = (existing.get("bench") or {}).get("content_hash")
+    if old_hash != bench.meta.content_hash:
+        raise RunError(f"{out} was generated on benchmark content {str(old_hash)[:12]}, but {bench.root} is "
+                       f"{bench.meta.content_hash[:12]}; use another --out for this benchmark")
+    return existing
+
+
+def _remove_stale_temps(videos: Path, sample_id: str) -> None:
+    """Delete temp files a killed writer left for this id (write_video names them .<id>.<pid>.tmp.mp4)."""
+    pattern = re.compile(rf"^\.{re.escape(sample_id)}\.\d+\.tmp\.mp4$")
+    for p in videos.glob(".*.tmp.mp4"):
+        if pattern.match(p.name):
+            p.unlink(missing_ok=True)
+
+
+def generate(
+    bench: Benchmark,
+    out: Path,
+    spec: str,
+    generator_args: dict | None = None,
+    condition: str = "mask",
+    seed: int = 0,
+    shard: Shard = Shard(),
+    limit: int | None = None,
+    name: str | None = None,
+    device: str = "cpu",
+    retry_errors: bool = False,
+    progress: bool = True,
+) -> GenerateSummary:
+    """Generate every not-yet-finished sample of this shard into `out`; see the module docstring."""
+    if condition not in CONDITIONS:
+        raise FlashBenchError(f"unknown condition {condition!r}: use one of {', '.join(CONDITIONS)}")
+    gen_name, args = parse_spec(spec)
+    args.update(generator_args or {})
+    out = Path(out)
+    run = _check_compatible(out, bench, format_spec(gen_name, args), condition, int(seed))  # before loading
+    kwargs = dict(args)
+    if "device" not in kwargs and accepts(generator_factory(gen_name), "device"):
+        kwargs["device"] = device
+    generator = load_generator(gen_name, **kwargs)
+    bind_benchmark(generator, bench)
+    (out / VIDEOS).mkdir(parents=True, exist_ok=True)
+    if run is None:
+        run = {
+            "schema_version": SCHEMA_VERSION,
+            "name": name or generator.name,
+            "generator": format_spec(gen_name, args),
+            "generator_args": args,
+            "condition": condition,
+            "seed": int(seed),
+            "steps": getattr(generator, "steps", None),
+            "limit": limit,
+            "bench": {"root": str(bench.root.resolve()), "name": bench.meta.name,
+                      "content_hash": bench.meta.content_hash},
+            "created": provenance.now(),
+            "provenance": provenance.collect(device=device),
+        }
+        write_json(out / RUN_JSON, run)
+    elif run.get("limit") != limit:  # a later call may widen (or narrow) what the run covers
+        run["limit"] = limit
+        write_json(out / RUN_JSON, run)
+    samples = selected_samples(bench, run["limit"])
+    mine = shard.select(samples)
+    log = out / shard_log_name(shard.index, shard.count)
+    records = generation_records(out)
+
+    def finished(sample_id: str) -> bool:
+        r = records.get(sample_id)
+        if r is None:
+            return False
+        if r["status"] == "ok":
+            return (out / VIDEOS / f"{sample_id}.mp4").is_file()
+        return not retry_errors
+
+    todo = [s for s in mine if not finished(s.id)]
+    failed = 0
+    for sample in tqdm(todo, desc=f"generate {run['name']}", unit="video", disable=not progress):
+        _remove_stale_temps(out / VIDEOS, sample.id)
+        request = build_request(bench, sample, condition, run["seed"])
+        record = {"id": sample.id, "status": "ok", "error": None, "seed": request.seed, "nfe": None,
+                  "denoise_seconds": None, "wall_seconds": None, "device": device}
+        start = time.perf_counter()
+        try:
+            video = generator.generate(request)
+            record["wall_seconds"] = time.perf_counter() - start
+            frames = check_output(video, request)
+            write_video(out / VIDEOS / f"{sample.id}.mp4", frames, sample.fps)
+            record.update(nfe=int(video.nfe), denoise_seconds=float(video.denoise_seconds))
+        except Exception as e:  # a failing sample is logged and never scored; the run goes on
+            record.update(status="error", error=_one_line(e))
+            failed += 1
+        append_jsonl(log, record)
+    merged = generation_records(out)
+    if shard.count > 1 and all(s.id in merged for s in samples):
+        log = merge_generation(out, [s.id for s in samples])
+    failed_total = sum(1 for s in samples if merged.get(s.id, {}).get("status") == "error")
+    return GenerateSummary(out, len(todo) - failed, failed, len(mine) - len(todo), log, failed_total)
