@@ -35,6 +35,7 @@ def _benchmark(root: Path, videos_per_group: int, frames: int, size: tuple[int, 
     report = validate_benchmark(root, progress=False)
     if report.problems:
         raise BenchmarkError(f"demo benchmark {root} failed validation: {report.problems[0]}")
+    print(report.format(), flush=True)
     return bench
 
 

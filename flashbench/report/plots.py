@@ -66,6 +66,10 @@ def plot_by_group(runs: list[RunRecord], path: Path) -> Path:
                     color=color,
                     label=run.name,
                 )
+            if all(np.isnan(_value(run.groups.get(g) or {}, key)) for run in runs for g in groups):
+                ax.text(0.5, 0.5, "not computed per group\n(too few videos per group)", ha="center",
+                        va="center", transform=ax.transAxes, color="0.4")
+                ax.set_yticks([])
             ax.set_title(LABELS[key])
             ax.set_xticks(x, groups)
             ax.set_xlabel("objects per video")
