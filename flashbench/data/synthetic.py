@@ -1,12 +1,30 @@
 """Procedural benchmark videos: textured shapes moving over a textured, slowly panning background.
 
 Each object is a saturated, bright textured shape (disk, ellipse, square, diamond, triangle, hexagon, star,
-cross) on a desaturated mid-grey background, so a promptable segmenter can track it. Trajectories are smooth
-(constant drift plus two low-frequency sinusoids, reflected at the walls of a per-object box); objects rotate
-and breathe slowly. A fixed z-order makes objects occlude each other; the masks are the VISIBLE parts.
-Some objects leave the frame and come back ("leavers"), and at most one enters after frame 0 ("enterer").
-Every object is visible in some frame; all but the enterer are visible in frame 0.
+cross) of varied size and colour on a desaturated mid-grey background, so a promptable segmenter can track
+it. A fixed z-order makes objects occlude each other; the masks are the VISIBLE parts, exactly the pixels
+drawn for each object.
 
+Choreography. Motion is defined over normalised clip time ``tau = t / (T - 1)`` in [0, 1], not in seconds,
+so a 16-frame clip and a 121-frame clip show the same events, the short one sampled more coarsely (`fps`
+does not change the pixels). Every object follows a smooth path: a drift plus two sinusoids of 0.3-1.2
+cycles per clip, reflected at the walls of a box that keeps it in the frame; it rotates and breathes slowly.
+The rules below are what a tracker prompted at each object's first visible frame (and without
+re-detection) needs; they are checked on the rendered masks and an object that breaks one is redrawn:
+
+* Every object except at most one "enterer" is visible in frame 0, with >= 60% of its in-frame area unoccluded.
+* An enterer (never object 0) comes in across a frame edge on a frame snapped to the frame grid: in the frame
+  before it is fully outside, on its first visible frame about three quarters of its extent is already in
+  (at least min(16 px, half its disk area) visible), and its offset from its in-frame path then shrinks
+  geometrically, so it decelerates smoothly. Within 2 frames of its first visible frame it shows >= 30% of the
+  largest area it ever shows: there is no sliver phase.
+* A "leaver" does the same backwards: it accelerates out across an edge, shows a large part on its last
+  visible frame, and stays out for the rest of the clip. No object re-enters.
+* Occlusion is partial: while an object overlaps the frame, at least 35% of its in-frame area is visible, so
+  it is never fully hidden and then reappears.
+
+Redraws become objects that stay in the frame after half the attempts and shrink slightly with every
+attempt; a scene that still breaks a rule raises `BenchmarkError` (use a larger size or fewer objects).
 Everything is drawn from one `numpy.random.Generator`, so a seed fixes the pixels (and the mp4 bytes).
 """
 
@@ -25,10 +43,16 @@ from flashbench.data.benchmark import Benchmark, BenchmarkWriter
 from flashbench.data.groups import DEFAULT_GROUPS, parse_groups
 from flashbench.errors import BenchmarkError
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 SHAPES = ("disk", "ellipse", "square", "diamond", "triangle", "hexagon", "star", "cross")
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 _EXTENT = 1.3  # every shape fits in the disk of radius _EXTENT (in units of the object radius)
+_BREATH = 0.08  # objects scale by 1 +- _BREATH
+_ENTRY_STEP = 0.75  # fraction of its extent an enterer moves in on its first frame (a leaver on its last)
+_MIN_VISIBLE = 0.35  # occlusion bound: visible fraction of the in-frame area
+_PROMPT_VISIBLE = 0.6  # unoccluded fraction of the in-frame area on the first visible frame
+_SUBSTANTIAL = 0.3  # fraction of its largest visible area an enterer shows within _SETTLE_FRAMES
+_SETTLE_FRAMES = 2
 _MAX_ATTEMPTS = 40
 
 
@@ -137,35 +161,54 @@ def _background(rng: np.random.Generator, num_frames: int, size: tuple[int, int]
     return np.stack([image[y : y + h, x : x + w] for y, x in zip(oy, ox, strict=True)])
 
 
+def _edge_offset(
+    center: np.ndarray, kind: str, axis: int, side: int, extent: float, reach: float, event: int
+) -> None:
+    """Add the entry (or exit) offset to `center` (T, 2) in place.
+
+    The object crosses edge `side` (-1: low, +1: high) of `axis`. At frame `event` (the frame before an enterer's
+    first visible frame, or the frame after a leaver's last) its centre is `reach` beyond the edge (fully out);
+    the offset from its in-frame path shrinks by a constant factor per frame towards the inside, so one frame
+    later (earlier for a leaver) it has moved `_ENTRY_STEP * reach` in. The offset is monotonic in time: a
+    leaver never comes back and an enterer never leaves.
+    """
+    out = -reach if side < 0 else extent + reach
+    distance = abs(out - center[event, axis])
+    ratio = 1.0 - _ENTRY_STEP * reach / distance
+    frames = np.arange(center.shape[0]) - event
+    steps = frames if kind == "enterer" else -frames
+    offset = np.minimum(distance * ratio ** steps.astype(np.float64), 8 * extent)
+    center[:, axis] += side * offset
+
+
 def _draw_object(
-    rng: np.random.Generator, index: int, n: int, num_frames: int, size: tuple[int, int], fps: float,
-    shape: str, hue: float, kind: str,
+    rng: np.random.Generator, n: int, num_frames: int, size: tuple[int, int], shape: str, hue: float, kind: str,
+    shrink: float,
 ) -> _Object:  # fmt: skip
     h, w = size
-    side = min(h, w)
-    radius = side * rng.uniform(0.075, 0.11 if n > 4 else 0.14)
-    tau = np.arange(num_frames) / fps
+    radius = min(h, w) * rng.uniform(0.075, 0.11 if n > 4 else 0.14) * shrink
+    tau = np.arange(num_frames) / max(num_frames - 1, 1)
     center = np.zeros((num_frames, 2))
     for axis, extent in enumerate((w, h)):
-        if kind == "stay":
-            lo, hi = 0.9 * radius, extent - 0.9 * radius
-        else:  # leavers and enterers move in a box wider than the frame, so they exit and come back
-            lo, hi = -1.6 * _EXTENT * radius, extent + 1.6 * _EXTENT * radius
-        speed = extent * rng.uniform(0.06, 0.16 if kind == "stay" else 0.35) * rng.choice([-1, 1])
-        start = rng.uniform(radius, extent - radius)
-        if kind == "enterer" and axis == 0:
-            start = lo + 0.2 * radius if speed > 0 else hi - 0.2 * radius
-        raw = start + speed * tau
+        lo, hi = 0.9 * radius, extent - 0.9 * radius
+        raw = rng.uniform(lo, hi) + extent * rng.uniform(0.1, 0.4) * rng.choice([-1, 1]) * tau
         for _ in range(2):
-            amp = extent * rng.uniform(0.02, 0.08)
-            period = rng.uniform(2.0, 6.0)
-            phase = rng.uniform(0, 2 * np.pi)
-            raw = raw + amp * (np.sin(2 * np.pi * tau / period + phase) - np.sin(phase))
+            amp, cycles, phase = extent * rng.uniform(0.02, 0.06), rng.uniform(0.3, 1.2), rng.uniform(0, 2 * np.pi)
+            raw = raw + amp * (np.sin(2 * np.pi * cycles * tau + phase) - np.sin(phase))
         center[:, axis] = _reflect(raw, lo, hi)
+    if kind != "stay":
+        axis, side = int(rng.integers(2)), int(rng.choice([-1, 1]))
+        last = num_frames - 1
+        if kind == "enterer":  # first visible frame in about the first half of the clip
+            event = int(np.clip(np.round(rng.uniform(0.15, 0.6) * last), 1, last)) - 1
+        else:  # last visible frame in about the second half
+            event = int(np.clip(np.round(rng.uniform(0.4, 0.85) * last), 1, last - 1)) + 1
+        reach = _EXTENT * radius * (1 + _BREATH) + 1
+        _edge_offset(center, kind, axis, side, (w, h)[axis], reach, event)
     saturation, value = rng.uniform(0.65, 1.0), rng.uniform(0.84, 1.0)
     color = np.array(colorsys.hsv_to_rgb(hue, saturation, value), dtype=np.float32)
-    angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-0.6, 0.6) * tau
-    scale = 1.0 + 0.08 * np.sin(2 * np.pi * tau / rng.uniform(2.5, 6.0) + rng.uniform(0, 2 * np.pi))
+    angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-1.5, 1.5) * tau
+    scale = 1.0 + _BREATH * np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * tau + rng.uniform(0, 2 * np.pi))
     pattern = PATTERNS[rng.integers(len(PATTERNS))]
     return _Object(shape, pattern, color, _color_name(hue), radius, center, angle, scale, kind)
 
@@ -195,32 +238,45 @@ def _crops(obj: _Object, size: tuple[int, int], with_rgb: bool = True):
         yield t, slice(y0, y1), slice(x0, x1), inside, rgb
 
 
-def _label_map(objects: list[_Object], num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Topmost object per pixel (0 = background, k + 1 = object k) and each object's full area per frame."""
+_Footprint = list[tuple[int, slice, slice, np.ndarray]]  # per frame where the object overlaps the frame: (t, ys, xs, inside)
+
+
+def _footprint(obj: _Object, size: tuple[int, int]) -> _Footprint:
+    return [(t, ys, xs, inside) for t, ys, xs, inside, _ in _crops(obj, size, with_rgb=False)]
+
+
+def _label_map(footprints: list[_Footprint], num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Topmost object per pixel (0 = background, k + 1 = object k) and each object's in-frame area per frame."""
     labels = np.zeros((num_frames, *size), dtype=np.uint8)
-    full = np.zeros((num_frames, len(objects)), dtype=np.int64)
-    for k, obj in enumerate(objects):
-        for t, ys, xs, inside, _ in _crops(obj, size, with_rgb=False):
+    full = np.zeros((num_frames, len(footprints)), dtype=np.int64)
+    for k, footprint in enumerate(footprints):
+        for t, ys, xs, inside in footprint:
             labels[t, ys, xs][inside] = k + 1
             full[t, k] = int(inside.sum())
     return labels, full
 
 
 def _problems(labels: np.ndarray, full: np.ndarray, objects: list[_Object]) -> list[int]:
-    """Objects to redraw: never visible, missing from frame 0 (unless an enterer), or mostly hidden."""
+    """Objects that break a choreography rule of the module docstring (to redraw)."""
     t, n = full.shape
     flat = (np.arange(t)[:, None] * (n + 1) + labels.reshape(t, -1)).ravel()
     visible = np.bincount(flat, minlength=t * (n + 1)).reshape(t, n + 1)[:, 1:]
     bad = []
     for k, obj in enumerate(objects):
-        on_screen = full[:, k] > 0
-        if not (visible[:, k] > 0).any():
+        on = np.flatnonzero(full[:, k])
+        if on.size == 0:
             bad.append(k)
             continue
-        ratio = visible[on_screen, k] / full[on_screen, k]
+        first, last = on[0], on[-1]
+        min_pixels = min(16.0, 0.5 * np.pi * obj.radius**2)
+        settle = visible[first : first + _SETTLE_FRAMES + 1, k].max()
         if (
-            (obj.kind != "enterer" and visible[0, k] < 0.6 * max(full[0, k], 1))
-            or ratio.mean() < 0.6
+            last - first + 1 != on.size  # re-entry
+            or (first > 0) != (obj.kind == "enterer")
+            or (visible[on, k] < _MIN_VISIBLE * full[on, k]).any()  # (nearly) hidden by another object
+            or visible[first, k] < max(min_pixels, _PROMPT_VISIBLE * full[first, k])
+            or settle < _SUBSTANTIAL * visible[:, k].max()
+            or (last < t - 1 and visible[last, k] < min_pixels)  # a leaver's last frame is no sliver either
         ):
             bad.append(k)
     return bad
@@ -233,10 +289,11 @@ def generate_scene(
 
     Args:
         num_objects: N >= 1 moving objects.
-        num_frames: T >= 1 frames.
+        num_frames: T >= 1 frames (objects enter or leave only when T >= 3).
         size: (height, width).
         seed: integer seed (any `numpy.random.default_rng` seed).
-        fps: frame rate the motion speeds are defined for (pixels per second).
+        fps: the clip's frame rate; the choreography is defined over normalised clip time, so it does not
+            change the pixels.
     """
     if num_objects < 1 or num_frames < 1 or min(size) < 16:
         raise BenchmarkError(f"need >= 1 object, >= 1 frame and size >= 16x16, got {num_objects}, {num_frames}, {size}")
@@ -246,28 +303,33 @@ def generate_scene(
     shapes = list(rng.permutation(SHAPES)) if num_objects <= len(SHAPES) else list(rng.choice(SHAPES, num_objects))
     hue0 = rng.uniform()
     hues = [(hue0 + k * 0.6180339887498949) % 1.0 for k in range(num_objects)]
-    enterer = int(rng.integers(1, num_objects)) if num_objects > 1 and rng.uniform() < 0.3 else -1
-    kinds = ["enterer" if k == enterer else ("leaver" if rng.uniform() < 0.25 else "stay") for k in range(num_objects)]
+    events = num_frames >= 3
+    enterer = int(rng.integers(1, num_objects)) if events and num_objects > 1 and rng.uniform() < 0.3 else -1
+    kinds = ["enterer" if k == enterer else ("leaver" if events and rng.uniform() < 0.25 else "stay")
+             for k in range(num_objects)]  # fmt: skip
 
-    def draw(k: int) -> _Object:
-        return _draw_object(rng, k, num_objects, num_frames, size, fps, shapes[k], hues[k], kinds[k])
+    def draw(k: int, attempt: int) -> _Object:
+        shrink = 1.0 - 0.3 * attempt / _MAX_ATTEMPTS
+        return _draw_object(rng, num_objects, num_frames, size, shapes[k], hues[k], kinds[k], shrink)
 
-    objects = [draw(k) for k in range(num_objects)]
-    for attempt in range(_MAX_ATTEMPTS):
-        labels, full = _label_map(objects, num_frames, size)
+    objects = [draw(k, 0) for k in range(num_objects)]
+    footprints = [_footprint(obj, size) for obj in objects]
+    for attempt in range(1, _MAX_ATTEMPTS + 1):
+        labels, full = _label_map(footprints, num_frames, size)
         bad = _problems(labels, full, objects)
         if not bad:
             break
+        if attempt == _MAX_ATTEMPTS:
+            raise BenchmarkError(
+                f"cannot place {num_objects} partly visible objects in {size[0]}x{size[1]} x {num_frames} frames "
+                f"(seed {seed}); use a larger --size or fewer objects"
+            )
         if attempt >= _MAX_ATTEMPTS // 2:  # crowded scene: fall back to objects that stay in the frame
             for k in bad:
                 kinds[k] = "stay"
         for k in bad:
-            objects[k] = draw(k)
-    else:
-        labels, full = _label_map(objects, num_frames, size)
-        visible = np.stack([(labels == k + 1).any(axis=(1, 2)) for k in range(num_objects)], axis=1)
-        if not visible.any(axis=0).all():
-            raise BenchmarkError(f"cannot fit {num_objects} visible objects in {size[0]}x{size[1]}; use a larger --size")
+            objects[k] = draw(k, attempt)
+            footprints[k] = _footprint(objects[k], size)
 
     frames = background
     for obj in objects:

@@ -19,10 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     w = sub.add_parser("weights", help="fetch, list or verify the metric weight files")
     wsub = w.add_subparsers(dest="weights_command", required=True)
     fetch = wsub.add_parser(
-        "fetch", help="download (or copy --from a local file) into the cache, sha256-verified"
+        "fetch",
+        help="download (or copy --from a local file or URL) into the cache, sha256-verified "
+        "(an unpinned alternative is format-checked instead, with a warning)",
     )
     fetch.add_argument("names", nargs="*", help="registry names (default: all)")
-    fetch.add_argument("--from", dest="source", type=Path, help="a local copy of the file (one NAME only)")
+    fetch.add_argument(
+        "--from", dest="source", help="a local copy of the file, or an http(s) URL to it (one NAME only)"
+    )
     fetch.set_defaults(func=_weights_fetch)
     wsub.add_parser("list", help="registry entries and cache status").set_defaults(func=_weights_list)
     verify = wsub.add_parser("verify", help="re-hash the cached files")
@@ -80,9 +84,8 @@ def _weights_list(args: argparse.Namespace) -> int:
                 *wf.urls,
                 *([f"pip {wf.package.requirement} ({wf.package.kind})"] if wf.package else []),
             ]
-            print(
-                f"  {wf.filename}  sha256 {wf.sha256}  {size}  sources: {', '.join(sources) or '--from only'}"
-            )
+            sha = f"sha256 {wf.sha256}" if wf.pinned else f"sha256 not pinned (format check: {wf.check})"
+            print(f"  {wf.filename}  {sha}  {size}  sources: {', '.join(sources) or '--from only'}")
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from unittest import mock
@@ -39,13 +38,6 @@ def _pytorch_fid_template() -> dict[str, torch.Tensor]:
     from pytorch_fid.inception import _inception_v3
 
     return _inception_v3(num_classes=1008, aux_logits=False, weights=None).state_dict()
-
-
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any("/code/" in name for name in zf.namelist())
 
 
 def convert_torchscript(path: Path) -> dict[str, torch.Tensor]:
@@ -111,7 +103,7 @@ def _save_atomic(state: dict[str, torch.Tensor], target: Path, metadata: dict[st
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """pytorch-fid-format state dict from either registered file format."""
     path = Path(path)
-    if _is_torchscript(path):
+    if weights.is_torchscript_archive(path):
         return _converted_state_dict(path, weights.sha256_cached(path))
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:

