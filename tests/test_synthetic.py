@@ -48,16 +48,18 @@ def _touches_border(masks: np.ndarray) -> np.ndarray:
 
 def test_motion_is_smooth_and_nonzero():
     ys, xs = np.mgrid[0:64, 0:64]
-    for seed in range(4):
+    steps = []
+    for seed in range(6):
         m = generate_scene(1, 17, (64, 64), seed=seed).masks[:, 0]
         inside = m.any(axis=(1, 2)) & ~_touches_border(m)  # centroids of cut-off shapes jump as they cross an edge
         area = m.sum(axis=(1, 2))[inside]
         cx, cy = (m[inside] * xs).sum(axis=(1, 2)) / area, (m[inside] * ys).sum(axis=(1, 2)) / area
         consecutive = np.diff(np.flatnonzero(inside)) == 1
-        assert consecutive.sum() >= 8
-        step = np.hypot(np.diff(cx), np.diff(cy))[consecutive]
-        assert step.max() < 6.0  # no teleporting: a few pixels per frame at 64x64 over 17 frames
-        assert step.sum() > 2.0
+        steps.append(np.hypot(np.diff(cx), np.diff(cy))[consecutive])
+    steps = np.concatenate(steps)
+    assert len(steps) >= 40
+    assert steps.max() < 6.0  # no teleporting: a few pixels per frame at 64x64 over 17 frames
+    assert np.median(steps) > 0.5  # and the objects do move
 
 
 def test_motion_is_defined_over_normalised_time():

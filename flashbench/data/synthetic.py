@@ -7,21 +7,23 @@ drawn for each object.
 
 Choreography. Motion is defined over normalised clip time ``tau = t / (T - 1)`` in [0, 1], not in seconds,
 so a 16-frame clip and a 121-frame clip show the same events, the short one sampled more coarsely (`fps`
-does not change the pixels). Every object follows a smooth path: a drift plus two sinusoids of 0.3-1.2
+does not change the pixels). Every object follows a smooth path: a drift plus two sinusoids of 0.3-1
 cycles per clip, reflected at the walls of a box that keeps it in the frame; it rotates and breathes slowly.
 The rules below are what a tracker prompted at each object's first visible frame (and without
 re-detection) needs; they are checked on the rendered masks and an object that breaks one is redrawn:
 
-* Every object except at most one "enterer" is visible in frame 0, with >= 60% of its in-frame area unoccluded.
-* An enterer (never object 0) comes in across a frame edge on a frame snapped to the frame grid: in the frame
-  before it is fully outside, on its first visible frame about three quarters of its extent is already in
-  (at least min(16 px, half its disk area) visible), and its offset from its in-frame path then shrinks
-  geometrically, so it decelerates smoothly. Within 2 frames of its first visible frame it shows >= 30% of the
-  largest area it ever shows: there is no sliver phase.
-* A "leaver" does the same backwards: it accelerates out across an edge, shows a large part on its last
-  visible frame, and stays out for the rest of the clip. No object re-enters.
-* Occlusion is partial: while an object overlaps the frame, at least 35% of its in-frame area is visible, so
-  it is never fully hidden and then reappears.
+* Every object except at most one "enterer" is visible in frame 0. On its first visible frame (where a tracker
+  is prompted) an object is unoccluded and at least 3 px away from every other object.
+* An enterer (never object 0) pops in at a frame edge: fully outside up to the frame before its entry frame
+  (snapped to the frame grid), its centre is on the edge on the entry frame, so about half of it is already
+  visible (at least min(16 px, half its disk area)), and from there it drifts inwards as slowly as the objects
+  that stay (a tracker prompted on the entry frame does not lose it on the next). Within 2 frames it shows
+  >= 30% of the largest area it ever shows: there is no sliver phase.
+* A "leaver" does the same backwards: it drifts out until its centre is on an edge (about half visible on its
+  last visible frame) and is gone from the next frame on, for the rest of the clip. No object re-enters.
+* Occlusion is partial and passing: while an object overlaps the frame, at least 35% of its in-frame area is
+  visible, so it is never fully hidden and then reappears; and it is partly hidden in at most 40% of those
+  frames (a tracker merges two shapes that stay glued together).
 
 Redraws become objects that stay in the frame after half the attempts and shrink slightly with every
 attempt; a scene that still breaks a rule raises `BenchmarkError` (use a larger size or fewer objects).
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from tqdm import tqdm
 
 from flashbench.data.benchmark import Benchmark, BenchmarkWriter
@@ -48,12 +51,13 @@ SHAPES = ("disk", "ellipse", "square", "diamond", "triangle", "hexagon", "star",
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 _EXTENT = 1.3  # every shape fits in the disk of radius _EXTENT (in units of the object radius)
 _BREATH = 0.08  # objects scale by 1 +- _BREATH
-_ENTRY_STEP = 0.75  # fraction of its extent an enterer moves in on its first frame (a leaver on its last)
 _MIN_VISIBLE = 0.35  # occlusion bound: visible fraction of the in-frame area
-_PROMPT_VISIBLE = 0.6  # unoccluded fraction of the in-frame area on the first visible frame
+_PROMPT_GAP = 3  # pixels between an object and any other on its first visible frame (the tracker's prompt)
 _SUBSTANTIAL = 0.3  # fraction of its largest visible area an enterer shows within _SETTLE_FRAMES
 _SETTLE_FRAMES = 2
-_MAX_ATTEMPTS = 40
+_MAX_OCCLUDED = 0.4  # fraction of its in-frame frames an object may be partly hidden in (no glued pairs)
+_MAX_ATTEMPTS = 100
+_START_TRIES = 30
 
 
 @dataclass
@@ -161,53 +165,59 @@ def _background(rng: np.random.Generator, num_frames: int, size: tuple[int, int]
     return np.stack([image[y : y + h, x : x + w] for y, x in zip(oy, ox, strict=True)])
 
 
-def _edge_offset(
-    center: np.ndarray, kind: str, axis: int, side: int, extent: float, reach: float, event: int
-) -> None:
-    """Add the entry (or exit) offset to `center` (T, 2) in place.
+def _edge_path(
+    rng: np.random.Generator, tau: np.ndarray, kind: str, side: int, extent: float, reach: float, event: int
+) -> np.ndarray:
+    """Centre coordinate (T,) along the axis an enterer or a leaver crosses edge `side` (-1: low, +1: high) on.
 
-    The object crosses edge `side` (-1: low, +1: high) of `axis`. At frame `event` (the frame before an enterer's
-    first visible frame, or the frame after a leaver's last) its centre is `reach` beyond the edge (fully out);
-    the offset from its in-frame path shrinks by a constant factor per frame towards the inside, so one frame
-    later (earlier for a leaver) it has moved `_ENTRY_STEP * reach` in. The offset is monotonic in time: a
-    leaver never comes back and an enterer never leaves.
+    An enterer is fully out (centre `reach` beyond the edge) up to frame `event - 1`; on frame `event` its centre
+    is on the edge (about half of it visible) and it drifts inwards like an object that stays. A leaver is the
+    same backwards in time: its centre reaches the edge on frame `event` and it is gone from the next frame on.
     """
-    out = -reach if side < 0 else extent + reach
-    distance = abs(out - center[event, axis])
-    ratio = 1.0 - _ENTRY_STEP * reach / distance
-    frames = np.arange(center.shape[0]) - event
-    steps = frames if kind == "enterer" else -frames
-    offset = np.minimum(distance * ratio ** steps.astype(np.float64), 8 * extent)
-    center[:, axis] += side * offset
+    edge = 0.0 if side < 0 else extent
+    inward = -side if kind == "enterer" else side  # direction of motion: in for an enterer, out for a leaver
+    rel = tau - tau[event]
+    path = edge + inward * extent * rng.uniform(0.1, 0.25) * rel
+    for _ in range(2):
+        amp, cycles, phase = extent * rng.uniform(0.01, 0.04), rng.uniform(0.3, 1.0), rng.uniform(0, 2 * np.pi)
+        path = path + amp * (np.sin(2 * np.pi * cycles * rel + phase) - np.sin(phase))
+    path = _reflect(path, 0.0, extent)  # the centre stays in the frame while the object is in
+    gone = rel < 0 if kind == "enterer" else rel > 0
+    path[gone] = edge + side * reach
+    return path
 
 
 def _draw_object(
     rng: np.random.Generator, n: int, num_frames: int, size: tuple[int, int], shape: str, hue: float, kind: str,
-    shrink: float,
+    shrink: float, others: list[_Object],
 ) -> _Object:  # fmt: skip
     h, w = size
     radius = min(h, w) * rng.uniform(0.075, 0.11 if n > 4 else 0.14) * shrink
     tau = np.arange(num_frames) / max(num_frames - 1, 1)
+    lo, hi = 0.9 * radius, np.array([w, h]) - 0.9 * radius
+    for _ in range(_START_TRIES):  # a frame-0 position clear of the `others` (the prompt frame of most objects)
+        start = rng.uniform(lo, hi)
+        if all(np.hypot(*(start - o.center[0])) >= 1.1 * (radius + o.radius) + _PROMPT_GAP for o in others):
+            break
     center = np.zeros((num_frames, 2))
     for axis, extent in enumerate((w, h)):
-        lo, hi = 0.9 * radius, extent - 0.9 * radius
-        raw = rng.uniform(lo, hi) + extent * rng.uniform(0.1, 0.4) * rng.choice([-1, 1]) * tau
+        raw = start[axis] + extent * rng.uniform(0.05, 0.25) * rng.choice([-1, 1]) * tau
         for _ in range(2):
-            amp, cycles, phase = extent * rng.uniform(0.02, 0.06), rng.uniform(0.3, 1.2), rng.uniform(0, 2 * np.pi)
+            amp, cycles, phase = extent * rng.uniform(0.01, 0.04), rng.uniform(0.3, 1.0), rng.uniform(0, 2 * np.pi)
             raw = raw + amp * (np.sin(2 * np.pi * cycles * tau + phase) - np.sin(phase))
-        center[:, axis] = _reflect(raw, lo, hi)
+        center[:, axis] = _reflect(raw, lo, hi[axis])
     if kind != "stay":
         axis, side = int(rng.integers(2)), int(rng.choice([-1, 1]))
         last = num_frames - 1
         if kind == "enterer":  # first visible frame in about the first half of the clip
-            event = int(np.clip(np.round(rng.uniform(0.15, 0.6) * last), 1, last)) - 1
-        else:  # last visible frame in about the second half
-            event = int(np.clip(np.round(rng.uniform(0.4, 0.85) * last), 1, last - 1)) + 1
+            event = int(np.clip(np.round(rng.uniform(0.15, 0.6) * last), 1, last))
+        else:  # last visible frame late in the clip
+            event = int(np.clip(np.round(rng.uniform(0.65, 0.9) * last), 0, last - 1))
         reach = _EXTENT * radius * (1 + _BREATH) + 1
-        _edge_offset(center, kind, axis, side, (w, h)[axis], reach, event)
+        center[:, axis] = _edge_path(rng, tau, kind, side, (w, h)[axis], reach, event)
     saturation, value = rng.uniform(0.65, 1.0), rng.uniform(0.84, 1.0)
     color = np.array(colorsys.hsv_to_rgb(hue, saturation, value), dtype=np.float32)
-    angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-1.5, 1.5) * tau
+    angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-0.8, 0.8) * tau
     scale = 1.0 + _BREATH * np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * tau + rng.uniform(0, 2 * np.pi))
     pattern = PATTERNS[rng.integers(len(PATTERNS))]
     return _Object(shape, pattern, color, _color_name(hue), radius, center, angle, scale, kind)
@@ -256,6 +266,12 @@ def _label_map(footprints: list[_Footprint], num_frames: int, size: tuple[int, i
     return labels, full
 
 
+def _crowded(labels: np.ndarray, label: int) -> bool:
+    """Whether another object comes within _PROMPT_GAP pixels of object `label` in this (H, W) label map."""
+    near = ndimage.binary_dilation(labels == label, iterations=_PROMPT_GAP)
+    return bool(np.isin(labels[near], (0, label), invert=True).any())
+
+
 def _problems(labels: np.ndarray, full: np.ndarray, objects: list[_Object]) -> list[int]:
     """Objects that break a choreography rule of the module docstring (to redraw)."""
     t, n = full.shape
@@ -274,7 +290,9 @@ def _problems(labels: np.ndarray, full: np.ndarray, objects: list[_Object]) -> l
             last - first + 1 != on.size  # re-entry
             or (first > 0) != (obj.kind == "enterer")
             or (visible[on, k] < _MIN_VISIBLE * full[on, k]).any()  # (nearly) hidden by another object
-            or visible[first, k] < max(min_pixels, _PROMPT_VISIBLE * full[first, k])
+            or (visible[on, k] < full[on, k]).mean() > _MAX_OCCLUDED
+            or visible[first, k] < max(min_pixels, full[first, k])  # the prompt frame shows it whole
+            or _crowded(labels[first], k + 1)
             or settle < _SUBSTANTIAL * visible[:, k].max()
             or (last < t - 1 and visible[last, k] < min_pixels)  # a leaver's last frame is no sliver either
         ):
@@ -308,11 +326,13 @@ def generate_scene(
     kinds = ["enterer" if k == enterer else ("leaver" if events and rng.uniform() < 0.25 else "stay")
              for k in range(num_objects)]  # fmt: skip
 
-    def draw(k: int, attempt: int) -> _Object:
+    def draw(k: int, attempt: int, others: list[_Object]) -> _Object:
         shrink = 1.0 - 0.3 * attempt / _MAX_ATTEMPTS
-        return _draw_object(rng, num_objects, num_frames, size, shapes[k], hues[k], kinds[k], shrink)
+        return _draw_object(rng, num_objects, num_frames, size, shapes[k], hues[k], kinds[k], shrink, others)
 
-    objects = [draw(k, 0) for k in range(num_objects)]
+    objects: list[_Object] = []
+    for k in range(num_objects):
+        objects.append(draw(k, 0, objects))
     footprints = [_footprint(obj, size) for obj in objects]
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         labels, full = _label_map(footprints, num_frames, size)
@@ -328,7 +348,7 @@ def generate_scene(
             for k in bad:
                 kinds[k] = "stay"
         for k in bad:
-            objects[k] = draw(k, attempt)
+            objects[k] = draw(k, attempt, [o for j, o in enumerate(objects) if j != k])
             footprints[k] = _footprint(objects[k], size)
 
     frames = background
