@@ -18,11 +18,11 @@ REFERENCE_GENERATORS = ("ground-truth", "static", "copy-paste")
 
 def _benchmark(root: Path, videos_per_group: int, frames: int, size: tuple[int, int], groups: tuple[str, ...],
                seed: int) -> Benchmark:
-    from flashbench.data.synthetic import build_synthetic
+    from flashbench.data.synthetic import GENERATOR_VERSION, build_synthetic
     from flashbench.data.validate import validate_benchmark
 
     wanted = {"videos_per_group": videos_per_group, "frames": frames, "size": list(size), "groups": list(groups),
-              "seed": seed}
+              "seed": seed, "generator_version": GENERATOR_VERSION}
     if (root / "meta.json").is_file():
         bench = Benchmark.load(root)
         have = {k: bench.meta.build.get(k) for k in wanted}

@@ -180,3 +180,19 @@ def test_tracking_frozen_video_scores_lower(tracked):
         frozen_iou = summarize(mask_iou(frozen, masks, start=first)).mean
         print(f"mask IoU: real video {real_iou:.3f}, frozen first frame {frozen_iou:.3f}")
         assert frozen_iou <= real_iou - 0.25, (real_iou, frozen_iou)
+
+
+def test_outside_fraction_matches_a_pixel_count():
+    from flashbench.metrics.segment.tracker import outside_fraction
+
+    rng = np.random.default_rng(3)
+    masks = rng.random((6, 20, 24)) < 0.3
+    masks[5] = False
+    x0, y0 = rng.uniform(0, 12, 6), rng.uniform(0, 10, 6)
+    boxes = np.stack([x0, y0, x0 + rng.uniform(1, 12, 6), y0 + rng.uniform(1, 10, 6)], axis=1)
+    expected = []
+    for m, (a, b, c, d) in zip(masks, boxes, strict=True):
+        ys, xs = np.nonzero(m)
+        inside = ((xs + 0.5 >= a) & (xs + 0.5 <= c) & (ys + 0.5 >= b) & (ys + 0.5 <= d)).sum()
+        expected.append(1.0 - inside / len(xs) if len(xs) else 1.0)
+    np.testing.assert_allclose(outside_fraction(masks, boxes), expected)

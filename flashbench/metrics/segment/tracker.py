@@ -14,9 +14,10 @@ Algorithm (the same for MobileSAM and SAM vit_b/l/h):
    mask input is meant for refinement on the same image, and across frames it made masks stick to where
    the object was (mean IoU 0.52-0.71 instead of 0.75-0.90 on synthetic scenes).
 4. SAM returns 3 candidate masks; the one with the highest predicted IoU is kept.
-5. Lost objects: when the kept mask is empty or SAM's predicted IoU for it is below ``min_score`` (the
-   object left the frame, was fully occluded, or the video no longer shows it, so the box holds background),
-   the object's mask is empty from that frame on. There is no re-detection: an object that comes back is
+5. Lost objects: when the kept mask is empty, SAM's predicted IoU for it is below ``min_score``, or more than
+   ``max_outside`` of its pixels lie outside the prompt box (the object left the frame, was fully occluded, or
+   the video no longer shows it, so the box holds background: a box prompt always yields some mask, and a
+   background patch grows past the box frame after frame), the object's mask is empty from that frame on. There is no re-detection: an object that comes back is
    scored 0 on the frames where the target shows it (same for every video; SAM 2, with its memory, handles
    re-appearance).
 """
@@ -75,6 +76,18 @@ def mask_prompts(
     return boxes, points
 
 
+def outside_fraction(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(B, H, W) bool masks, (B, 4) xyxy boxes -> (B,) fraction of each mask's pixels whose centre lies outside
+    its box; 1.0 for an empty mask."""
+    h, w = masks.shape[1:]
+    cx, cy = np.arange(w) + 0.5, np.arange(h) + 0.5
+    in_x = (cx >= boxes[:, 0:1]) & (cx <= boxes[:, 2:3])  # (B, W)
+    in_y = (cy >= boxes[:, 1:2]) & (cy <= boxes[:, 3:4])  # (B, H)
+    area = masks.sum(axis=(1, 2))
+    inside = np.einsum("bhw,bh,bw->b", masks.astype(np.int64), in_y.astype(np.int64), in_x.astype(np.int64))
+    return np.where(area > 0, 1.0 - inside / np.maximum(area, 1), 1.0)
+
+
 class SamTracker:
     """A `Segmenter` built on a segment_anything `Sam` model (see the module docstring for the algorithm).
 
@@ -90,6 +103,7 @@ class SamTracker:
         num_points: int = 1,
         box_margin: float = 0.1,
         min_score: float = 0.9,
+        max_outside: float = 0.25,
         progress: bool = True,
     ) -> None:
         self.name = name
@@ -99,6 +113,7 @@ class SamTracker:
         self.num_points = num_points
         self.box_margin = box_margin
         self.min_score = min_score
+        self.max_outside = max_outside
         self.progress = progress
         self.timings = {"encode_s": 0.0, "decode_s": 0.0, "encoded": 0, "decoded": 0}
 
@@ -111,6 +126,7 @@ class SamTracker:
             "num_points": self.num_points,
             "box_margin": self.box_margin,
             "min_score": self.min_score,
+            "max_outside": self.max_outside,
             "image_size": self.predictor.model.image_encoder.img_size,
         }
 
@@ -143,7 +159,7 @@ class SamTracker:
             self.timings["encode_s"] += tock - tick
             self.timings["decode_s"] += time.perf_counter() - tock
             self.timings["decoded"] += 1
-            gone = (scores < self.min_score) | ~masks.reshape(len(active), -1).any(axis=1)
+            gone = (scores < self.min_score) | (outside_fraction(masks, boxes) > self.max_outside)
             masks[gone] = False
             out[t, active] = masks
             prev_boxes[active] = np.where(new[active, None], np.nan, boxes_from_masks(current[active]))
