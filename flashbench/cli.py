@@ -17,6 +17,15 @@ COMMAND_MODULES = (
 )
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type for `HxW` sizes (e.g. 480x832) -> (height, width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: use HxW, e.g. 480x832") from None
+    return h, w
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashbench", description="Trajectory-control video benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flashbench.cli import size_arg
 from flashbench.errors import FlashBenchError
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad size {text!r}: use HxW, e.g. 128x128") from None
-    return h, w
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", type=Path, default=Path("reports/demo"))
     demo.add_argument("--videos-per-group", type=int, default=1)
     demo.add_argument("--frames", type=int, default=16)
-    demo.add_argument("--size", type=_size, default=(128, 128), metavar="HxW")
+    demo.add_argument("--size", type=size_arg, default=(128, 128), metavar="HxW")
     demo.add_argument("--groups", default="1,2,3", help="object-count groups (default 1,2,3; all: 1,2,3,4,5,6+)")
     demo.add_argument("--device", default="cpu")
     demo.set_defaults(func=_demo)

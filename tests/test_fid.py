@@ -17,7 +17,6 @@ from flashbench.video import read_video, write_video
 
 @pytest.fixture(scope="module")
 def features() -> fid.InceptionFeatures:
-    torch.set_num_threads(1)
     weights.fetch(fid.WEIGHTS_NAME)
     return fid.InceptionFeatures(batch_size=4)
 

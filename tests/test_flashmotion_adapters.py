@@ -9,7 +9,6 @@ from flashmotion.errors import ModelConfigError
 from flashmotion.models.adapters import ControlNetAdapter, build_adapter
 from flashmotion.models.backbone import WanBackbone, dit_forward, embed, token_timesteps
 
-torch.set_num_threads(1)
 KINDS = [("resnet", {"channels": 8}), ("controlnet", {}), ("controlnet", {"num_blocks": 1})]
 
 

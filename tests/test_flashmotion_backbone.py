@@ -19,8 +19,6 @@ from flashmotion.models.backbone import (
 )
 from flashmotion.models.presets import WAN22_TI2V_5B
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def backbone() -> WanBackbone:

@@ -9,8 +9,6 @@ from flashmotion.errors import ModelConfigError
 from flashmotion.models.backbone import WanBackbone
 from flashmotion.models.discriminator import TrajectoryDiscriminator
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def backbone() -> WanBackbone:

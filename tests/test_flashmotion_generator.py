@@ -22,7 +22,6 @@ from flashmotion.generator import FlashMotion, WanAdapter
 from flashmotion.models.adapters import build_adapter
 from flashmotion.models.backbone import WanBackbone, dit_forward
 
-torch.set_num_threads(1)
 T, H, W = 9, 32, 32
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,6 @@ from diffusers import UniPCMultistepScheduler
 from flashmotion.errors import ModelConfigError
 from flashmotion.sampling import SamplerConfig, add_noise, few_step_timesteps, shift_sigma
 
-torch.set_num_threads(1)
-
 
 class StraightLineDenoiser:
     """Exact velocity of the straight path from `noise` (sigma 1) to x0: v = noise - x0 at every sigma (no need

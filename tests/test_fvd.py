@@ -24,7 +24,6 @@ REFERENCE_FVD = 151.3925
 
 @pytest.fixture(scope="module")
 def whole_video_features() -> fvd.I3DFeatures:
-    torch.set_num_threads(1)
     weights.fetch(i3d.WEIGHTS_NAME)
     return fvd.I3DFeatures(clip_len=None, batch_size=2)
 
@@ -114,7 +113,6 @@ class _StyleGANVStandIn(torch.nn.Module):
 @pytest.fixture(scope="module")
 def stylegan_v_torchscript(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TorchScript file with StyleGAN-V's forward signature whose logits are our I3D's (16 frames, 224)."""
-    torch.set_num_threads(1)
     native = i3d.load_i3d(weights.fetch(i3d.WEIGHTS_NAME))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter(

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from flashbench import weights
@@ -62,7 +61,6 @@ def test_fid_mp4s_vs_their_frame_folders(
     """Same frames through both input kinds: FID ~ 0; every video of both folders is read once."""
     from flashbench.metrics.fid import InceptionFeatures
 
-    torch.set_num_threads(1)
     weights.fetch("inception-fid")
     rng = np.random.default_rng(0)
     videos = [
@@ -81,7 +79,6 @@ def test_fvd_mp4s_vs_their_frame_folders(
     """18 frames with --clip-len 9: two clips per video; same frames both ways: FVD ~ 0."""
     from flashbench.metrics.fvd import I3DFeatures
 
-    torch.set_num_threads(1)
     weights.fetch("i3d-kinetics400")
     rng = np.random.default_rng(1)
     video = np.repeat(np.repeat(rng.integers(0, 256, (18, 4, 4, 3), dtype=np.uint8), 8, 1), 8, 2)

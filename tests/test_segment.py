@@ -141,7 +141,6 @@ FRAMES, SIZE, FPS = 9, (128, 128), 6.0  # low fps: objects move several pixels p
 def tracked(tmp_path_factory):
     """Per scene: ground truth, prompt frames, and MobileSAM tracks of the real and a frozen video."""
     _mobilesam_weights()
-    torch.set_num_threads(1)
     segmenter = load_segmenter("mobilesam", progress=False)
     results = []
     for seed, n in SCENES:

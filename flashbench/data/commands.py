@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flashbench.cli import size_arg
 from flashbench.errors import BenchmarkError
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 480x832, got {text!r}") from None
-    return h, w
 
 
 def _list(text: str) -> list[str]:
@@ -30,7 +23,7 @@ def _add_filter_args(p: argparse.ArgumentParser) -> None:
     pad = p.add_mutually_exclusive_group()
     pad.add_argument("--pad", dest="pad", action="store_true", help="pad short videos by repeating the last frame")
     pad.add_argument("--drop", dest="pad", action="store_false", help="drop short videos (default)")
-    p.add_argument("--size", type=_size, help="resize to HxW (even); default native (odd sides cropped by one)")
+    p.add_argument("--size", type=size_arg, help="resize to HxW (even); default native (odd sides cropped by one)")
     p.add_argument("--min-area", type=float, default=0.0, help="drop objects whose mean area ratio is below this")
     p.add_argument("--max-area", type=float, default=1.0, help="drop objects whose mean area ratio is above this")
     p.add_argument("--groups", default="1,2,3,4,5,6+", help="object-count groups (default 1,2,3,4,5,6+)")
@@ -122,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     syn.add_argument("--videos-per-group", type=int, default=8)
     syn.add_argument("--frames", type=int, default=121)
     syn.add_argument("--fps", type=float, default=24.0)
-    syn.add_argument("--size", type=_size, default=(256, 256), help="HxW, even (default 256x256)")
+    syn.add_argument("--size", type=size_arg, default=(256, 256), help="HxW, even (default 256x256)")
     syn.add_argument("--groups", default="1,2,3,4,5,6+")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--overwrite", action="store_true")
