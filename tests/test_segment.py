@@ -144,7 +144,7 @@ def tracked(tmp_path_factory):
     segmenter = load_segmenter("mobilesam", progress=False)
     results = []
     for seed, n in SCENES:
-        scene = generate_scene(n, FRAMES, SIZE, seed=seed, fps=FPS)
+        scene = generate_scene(n, FRAMES, SIZE, seed=seed)
         path = tmp_path_factory.mktemp("videos") / f"scene{seed}.mp4"
         write_video(path, scene.frames, FPS)
         video = read_video(path)

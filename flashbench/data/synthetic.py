@@ -6,8 +6,8 @@ it. A fixed z-order makes objects occlude each other; the masks are the VISIBLE 
 drawn for each object.
 
 Choreography. Motion is defined over normalised clip time ``tau = t / (T - 1)`` in [0, 1], not in seconds,
-so a 16-frame clip and a 121-frame clip show the same events, the short one sampled more coarsely (`fps`
-does not change the pixels). Every object follows a smooth path: a drift plus two sinusoids of 0.3-1
+so a 16-frame clip and a 121-frame clip show the same events, the short one sampled more coarsely (the
+frame rate is only metadata). Every object follows a smooth path: a drift plus two sinusoids of 0.3-1
 cycles per clip, reflected at the walls of a box that keeps it in the frame; it rotates and breathes slowly.
 The rules below are what a tracker prompted at each object's first visible frame (and without
 re-detection) needs; they are checked on the rendered masks and an object that breaks one is redrawn:
@@ -301,7 +301,7 @@ def _problems(labels: np.ndarray, full: np.ndarray, objects: list[_Object]) -> l
 
 
 def generate_scene(
-    num_objects: int, num_frames: int, size: tuple[int, int], seed: int | np.random.SeedSequence, fps: float = 24.0
+    num_objects: int, num_frames: int, size: tuple[int, int], seed: int | np.random.SeedSequence
 ) -> SyntheticScene:
     """Render one procedural scene; the same arguments always give the same pixels.
 
@@ -310,8 +310,6 @@ def generate_scene(
         num_frames: T >= 1 frames (objects enter or leave only when T >= 3).
         size: (height, width).
         seed: integer seed (any `numpy.random.default_rng` seed).
-        fps: the clip's frame rate; the choreography is defined over normalised clip time, so it does not
-            change the pixels.
     """
     if num_objects < 1 or num_frames < 1 or min(size) < 16:
         raise BenchmarkError(f"need >= 1 object, >= 1 frame and size >= 16x16, got {num_objects}, {num_frames}, {size}")
@@ -412,7 +410,7 @@ def build_synthetic(
             for j in range(videos_per_group):
                 scene_seed = np.random.SeedSequence([seed, gi, j])
                 n = _counts_for_group(label, np.random.default_rng(scene_seed.spawn(1)[0]))
-                scene = generate_scene(n, frames, size, seed=scene_seed, fps=fps)
+                scene = generate_scene(n, frames, size, seed=scene_seed)
                 sample_id = f"syn-{label.replace('+', 'p')}-{j:03d}"
                 writer.add(sample_id, scene.frames, scene.masks, fps, scene.prompt, f"synthetic:seed={seed}", scene.categories)
                 bar.update()
