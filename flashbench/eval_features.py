@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from flashbench import weights
+from flashbench.atomic import atomic_path
 from flashbench.errors import FlashBenchError
 
 FID_WEIGHTS = "inception-fid"
@@ -124,9 +124,7 @@ class FeatureExtractor:
             frames = video()
             for kind in missing:
                 found[kind] = self._compute(kind, frames)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
             keys = {f"{k}_key": np.array(self.keys[k]) for k in ("fid", "fvd")}
-            np.savez(tmp, fid=found["fid"], fvd=found["fvd"], source=np.array(source), **keys)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, fid=found["fid"], fvd=found["fvd"], source=np.array(source), **keys)
         return {k: found[k] for k in ("fid", "fvd")}

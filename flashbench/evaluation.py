@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from flashbench import provenance
 from flashbench.aggregate import metrics_block
+from flashbench.atomic import atomic_path
 from flashbench.data.benchmark import Benchmark
 from flashbench.data.objects import boxes_from_masks, write_objects
 from flashbench.data.sample import Sample
@@ -91,9 +91,8 @@ def score_sample(sample: Sample, bench: Benchmark, frames: np.ndarray, segmenter
     pred = np.asarray(segmenter.track(frames, prompts, start))
     if pred.shape != gt.masks.shape:
         raise VideoError(f"{sample.id}: segmenter returned masks {pred.shape}, expected {gt.masks.shape}")
-    tmp = tracks_path.with_name(f".{tracks_path.stem}.{os.getpid()}.tmp.json")
-    write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
-    os.replace(tmp, tracks_path)
+    with atomic_path(tracks_path) as tmp:
+        write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
     per_mask = mask_iou(pred, gt.masks, start)
     per_box = box_iou(boxes_from_masks(pred), gt.boxes, start)
     m, b = summarize(per_mask), summarize(per_box)
