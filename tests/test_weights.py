@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,94 @@ def test_fetch_from_user_url(home: Path, server: str, monkeypatch: pytest.Monkey
         "alt.bin.sha256",
         "fake.bin",
     ]
+
+
+BUILDS: list[Path] = []
+
+
+def build_reversed(source: Path, target: Path) -> None:
+    """Builder of the test's derived file: the source's bytes reversed (deterministic)."""
+    BUILDS.append(Path(source))
+    Path(target).write_bytes(Path(source).read_bytes()[::-1])
+
+
+def _register_with_derived(monkeypatch: pytest.MonkeyPatch) -> Path:
+    derived = weights.DerivedFile(".rev", f"{__name__}:build_reversed", "reversed bytes")
+    wf = weights.WeightFile("fake.bin", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD), derived=(derived,))
+    monkeypatch.setitem(weights.REGISTRY, "fake", weights.WeightEntry("fake", "test entry", (wf,)))
+    BUILDS.clear()
+    src = Path(weights.entry_dir("fake").parent.parent / "downloaded.bin")
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(PAYLOAD)
+    return weights.fetch("fake", source=src)
+
+
+def _flip_byte(path: Path, offset: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_derived_file_is_built_once_with_a_record_of_both_hashes(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _register_with_derived(monkeypatch)
+    derived = weights.ensure_derived(source, ".rev")
+    assert derived == source.with_name("fake.bin.rev") and derived.read_bytes() == PAYLOAD[::-1]
+    record = (derived.parent / "fake.bin.rev.sha256").read_text().splitlines()
+    assert record == [
+        f"{hashlib.sha256(PAYLOAD[::-1]).hexdigest()}  fake.bin.rev",
+        f"{hashlib.sha256(PAYLOAD).hexdigest()}  fake.bin",
+    ]
+    assert weights.ensure_derived(source, ".rev") == derived and len(BUILDS) == 1  # verified, not rebuilt
+    assert capsys.readouterr().err == ""  # a first build is not a warning
+    assert sorted(p.name for p in derived.parent.iterdir()) == ["fake.bin", "fake.bin.rev", "fake.bin.rev.sha256"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped", "no record", "wrong source"])
+def test_damaged_derived_file_is_rebuilt_with_a_warning(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    source = _register_with_derived(monkeypatch)
+    derived = weights.ensure_derived(source, ".rev")
+    record = derived.with_name(derived.name + ".sha256")
+    if damage == "truncated":
+        derived.write_bytes(derived.read_bytes()[:-10])
+    elif damage == "bit-flipped":
+        _flip_byte(derived)
+    elif damage == "no record":
+        record.unlink()
+    else:  # the record says it was built from other bytes than the cached source
+        lines = record.read_text().splitlines()
+        record.write_text(lines[0] + "\n" + "0" * 64 + "  fake.bin\n")
+    weights._verified.clear()  # a new process: nothing memoised
+    capsys.readouterr()
+    assert weights.ensure_derived(source, ".rev") == derived
+    assert derived.read_bytes() == PAYLOAD[::-1] and len(BUILDS) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = {"truncated": "damaged or truncated", "bit-flipped": "damaged or truncated",
+                "no record": "has no sha256 record", "wrong source": "built from another fake.bin"}[damage]
+    assert len(err) == 1 and err[0].startswith(f"warning: {derived} ") and expected in err[0], err
+    assert "rebuilding it from fake.bin" in err[0]
+    assert weights.derived_problem(derived, source, hashlib.sha256(PAYLOAD).hexdigest(), rehash=True) is None
+
+
+def test_weights_verify_checks_and_rebuilds_derived_files(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flashbench.cli import main
+
+    source = _register_with_derived(monkeypatch)
+    assert main(["weights", "verify", "fake"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"fake: ok {source}"]  # not built yet: nothing to check
+    derived = weights.ensure_derived(source, ".rev")
+    assert main(["weights", "verify", "fake"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"fake: derived ok {derived}"
+    size, mtime = derived.stat().st_size, derived.stat().st_mtime_ns
+    _flip_byte(derived)
+    os.utime(derived, ns=(mtime, mtime))  # same size and mtime: only a re-hash can tell
+    assert derived.stat().st_size == size
+    assert main(["weights", "verify", "fake"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == f"fake: derived rebuilt {derived} (it does not match its sha256 record (damaged or truncated))"
+    assert derived.read_bytes() == PAYLOAD[::-1] and len(BUILDS) == 2

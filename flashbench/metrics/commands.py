@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     fetch.set_defaults(func=_weights_fetch)
     wsub.add_parser("list", help="registry entries and cache status").set_defaults(func=_weights_list)
-    verify = wsub.add_parser("verify", help="re-hash the cached files")
+    verify = wsub.add_parser(
+        "verify", help="re-hash the cached files and their derived files (damaged derived files are rebuilt)"
+    )
     verify.add_argument("names", nargs="*", help="registry names (default: all)")
     verify.set_defaults(func=_weights_verify)
 
@@ -95,7 +97,10 @@ def _weights_verify(args: argparse.Namespace) -> int:
     bad = 0
     for name in _names(args.names):
         try:
-            print(f"{name}: ok {weights.verify(name)}")
+            path = weights.verify(name)
+            print(f"{name}: ok {path}")
+            for line in weights.verify_derived(name, path):
+                print(f"{name}: derived {line}")
         except WeightsError as e:
             print(f"{name}: {e}")
             bad += 1

