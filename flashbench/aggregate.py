@@ -112,15 +112,18 @@ def metrics_block(
     """
     notes: list[str] = []
     ids = [s["id"] for s in samples]
-    mask = [s["mask_iou"] for s in samples]
+    mask = [s["mask_iou"] for s in samples if s["mask_iou"] is not None]  # None: box-only ground truth
     box = [s["box_iou"] for s in samples]
     ci: dict[str, list[float] | None] = {"fid": None, "fvd": None, "mask_iou": None, "box_iou": None}
-    if n_boot and len(samples) >= 2:
-        for key, values in (("mask_iou", mask), ("box_iou", box)):
+    if len(mask) < len(samples):
+        notes.append(f"mask IoU over {len(mask)} of {len(samples)} samples (the others have box-only ground truth)")
+    single = [key for key, values in (("mask", mask), ("box", box)) if len(values) == 1]
+    for key, values in (("mask_iou", mask), ("box_iou", box)):
+        if n_boot and len(values) >= 2:
             lo, hi = bootstrap_ci(values, n=n_boot, seed=seed)
             ci[key] = [100 * lo, 100 * hi]
-    elif n_boot and samples:
-        notes.append("IoU CIs not computed: a single sample")
+    if n_boot and single:
+        notes.append(f"{'IoU CIs' if len(single) == 2 else single[0] + ' IoU CI'} not computed: a single sample")
     out: dict = {"n": len(samples)}
     for kind in ("fid", "fvd"):
         out[kind], ci[kind] = _frechet(

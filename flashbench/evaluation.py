@@ -58,7 +58,8 @@ from flashbench.weights import sha256_file
 IOU_CONVENTION = (
     "DAVIS J per object per frame: frames before the object's first visible (prompt) frame not scored; "
     "both empty = 1; one empty = 0; mean over scored frames, then objects, then samples; box IoU of the "
-    "boxes of the same masks (xyxy, exclusive end)"
+    "boxes of the same masks (xyxy, exclusive end); objects with box-only ground truth (annotation 'box') "
+    "get box IoU but no mask IoU"
 )
 
 
@@ -94,16 +95,18 @@ def score_sample(sample: Sample, bench: Benchmark, frames: np.ndarray, segmenter
     with atomic_path(tracks_path) as tmp:
         write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
     per_mask = mask_iou(pred, gt.masks, start)
+    per_mask[:, [o.annotation == "box" for o in sample.objects]] = np.nan  # box ground truth only: no mask IoU
     per_box = box_iou(boxes_from_masks(pred), gt.boxes, start)
     m, b = summarize(per_mask), summarize(per_box)
     objects = [
         {"id": int(oid), "mask_iou": _finite(m.per_object[k]), "box_iou": _finite(b.per_object[k]),
-         "frames_scored": int(np.count_nonzero(~np.isnan(per_mask[:, k])))}
+         "frames_scored": int(np.count_nonzero(~np.isnan(per_box[:, k])))}
         for k, oid in enumerate(gt.object_ids)
     ]
-    if not m.scored or not b.scored:
+    box_only = all(o.annotation == "box" for o in sample.objects)
+    if not b.scored or not (m.scored or box_only):
         return {"status": "error", "error": "no object could be scored", "objects": objects}
-    return {"status": "ok", "error": None, "mask_iou": m.mean, "box_iou": b.mean, "objects": objects}
+    return {"status": "ok", "error": None, "mask_iou": _finite(m.mean), "box_iou": b.mean, "objects": objects}
 
 
 def _read_generated(run: Path, sample: Sample) -> np.ndarray:

@@ -170,3 +170,62 @@ def test_manifest_mismatch_detected_on_read(tmp_path):
         bench.read_video(bench.samples[0])
     with pytest.raises(BenchmarkError, match="objects.json masks"):
         bench.tracks(bench.samples[0])
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_writer_publishes_only_a_finished_benchmark(tmp_path):
+    root = tmp_path / "b"
+    stale = tmp_path / f".b.building-{_dead_pid()}"  # left by a build killed with -9
+    (stale / "samples").mkdir(parents=True)
+    keep = tmp_path / ".b.notes"  # not ours: kept
+    keep.mkdir()
+    masks = disk_masks(3, 1)
+    writer = BenchmarkWriter(root, name="x")
+    assert not stale.exists() and keep.exists()
+    writer.add("s", frames_for(masks), masks, 24.0, "p", "unit")
+    assert not root.exists()  # nothing at --out until close()
+    assert writer.close().root == root and Benchmark.load(root).samples[0].id == "s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.notes", "b"]
+
+    with pytest.raises(RuntimeError, match="generator died"):
+        with BenchmarkWriter(root, name="y", overwrite=True) as writer:
+            writer.add("t", frames_for(masks), masks, 24.0, "p", "unit")
+            raise RuntimeError("generator died")
+    assert [s.id for s in Benchmark.load(root)] == ["s"]  # the old benchmark is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.notes", "b"]
+
+    writer = BenchmarkWriter(root, name="z", overwrite=True)
+    writer.add("u", frames_for(masks), masks, 24.0, "p", "unit")
+    writer.close()
+    assert [s.id for s in Benchmark.load(root)] == ["u"] and sorted(p.name for p in tmp_path.iterdir()) == [".b.notes", "b"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BenchmarkError, match="is a file"):
+        BenchmarkWriter(tmp_path / "file", name="x", overwrite=True)
+
+
+def test_annotation_marker_round_trip(tmp_path):
+    masks = disk_masks(3, 2)
+    writer = BenchmarkWriter(tmp_path / "b", name="x")
+    writer.add("s", frames_for(masks), masks, 24.0, "p", "unit", annotations=["box", "mask"])
+    writer.add("t", frames_for(masks), masks, 24.0, "p", "unit")
+    writer.close()
+    records = [json.loads(line) for line in (tmp_path / "b/manifest.jsonl").read_text().splitlines()]
+    assert [o.get("annotation") for o in records[0]["objects"]] == ["box", None]  # the default is left out
+    assert all("annotation" not in o for o in records[1]["objects"])
+    bench = Benchmark.load(tmp_path / "b")
+    assert [o.annotation for o in bench.get("s").objects] == ["box", "mask"]
+    assert [o.annotation for o in bench.get("t").objects] == ["mask", "mask"]
+    records[0]["objects"][0]["annotation"] = "polygon"
+    (tmp_path / "b/manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(BenchmarkError, match="annotation must be one of"):
+        Benchmark.load(tmp_path / "b")
+    with pytest.raises(BenchmarkError, match="1 annotation kinds for 2 objects"):
+        BenchmarkWriter(tmp_path / "c", name="x").add("s", frames_for(masks), masks, 24.0, "p", "unit", annotations=["box"])

@@ -234,3 +234,50 @@ def test_metrics_block_never_averages_in_missing_values():
     empty = metrics_block([], generation, feats, real, n_boot=100, seed=0)
     assert empty["n"] == 0 and empty["mask_iou"] is None and empty["nfe"] is None
     assert "no scored samples in this group" in empty["notes"]
+
+
+class FixedSegmenter:
+    """Returns the masks it was given, whatever the video: a stand-in that makes the IoU known."""
+
+    def __init__(self, masks: np.ndarray):
+        self.masks = masks
+
+    def track(self, frames, prompts, start):
+        return self.masks
+
+
+def test_box_only_objects_get_box_iou_but_no_mask_iou(tmp_path):
+    from flashbench.data.benchmark import BenchmarkWriter
+    from flashbench.evaluation import score_sample
+
+    t, h, w = 4, 32, 32
+    gt = np.zeros((t, 2, h, w), bool)
+    gt[:, 0, 4:20, 4:20] = True  # object 0: box ground truth (a filled box)
+    gt[:, 1, 22:30, 22:30] = True  # object 1: a real mask
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    writer = BenchmarkWriter(tmp_path / "bench", name="boxes", groups=("1", "2"))
+    writer.add("mixed", frames, gt, 8.0, "p", "test", annotations=["box", "mask"])
+    writer.add("boxes", frames, gt[:, :1], 8.0, "p", "test", annotations=["box"])
+    bench = writer.close()
+    assert [o.annotation for o in bench.get("mixed").objects] == ["box", "mask"]
+    pred = gt.copy()
+    pred[:, 0, 5:19, 5:19] = False  # a hollow outline: the same box, a poor mask
+    pred[:, 1, 22:30, 26:30] = False  # half the mask, half the box
+    mixed = score_sample(bench.get("mixed"), bench, frames, FixedSegmenter(pred), tmp_path / "m.json")
+    assert mixed["status"] == "ok"
+    assert mixed["objects"][0]["mask_iou"] is None and mixed["objects"][0]["box_iou"] == 1.0
+    assert mixed["objects"][1]["mask_iou"] == pytest.approx(0.5) and mixed["objects"][1]["box_iou"] == pytest.approx(0.5)
+    assert mixed["mask_iou"] == pytest.approx(0.5) and mixed["box_iou"] == pytest.approx(0.75)
+    assert mixed["objects"][0]["frames_scored"] == t
+    boxes = score_sample(bench.get("boxes"), bench, frames, FixedSegmenter(pred[:, :1]), tmp_path / "b.json")
+    assert boxes["status"] == "ok" and boxes["mask_iou"] is None and boxes["box_iou"] == 1.0
+
+    rng = np.random.default_rng(0)  # a sample without mask IoU is left out of the mask mean and CI only
+    feats = {i: {"fid": rng.normal(size=(3, 4)), "fvd": rng.normal(size=(2, 4))} for i in "abc"}
+    generation = {i: {"denoise_seconds": 1.0, "nfe": 4} for i in "abc"}
+    samples = [{"id": "a", "mask_iou": 0.4, "box_iou": 0.5}, {"id": "b", "mask_iou": None, "box_iou": 1.0},
+               {"id": "c", "mask_iou": 0.6, "box_iou": 0.9}]  # fmt: skip
+    block = metrics_block(samples, generation, feats, [feats["a"], feats["b"]], n_boot=50, seed=0)
+    assert block["mask_iou"] == pytest.approx(50) and block["box_iou"] == pytest.approx(80)
+    assert block["ci95"]["mask_iou"] == pytest.approx([100 * v for v in bootstrap_ci([0.4, 0.6], n=50)])
+    assert "mask IoU over 2 of 3 samples (the others have box-only ground truth)" in block["notes"]

@@ -144,3 +144,23 @@ def test_cli_build_synthetic(tmp_path, capsys):
     assert main(args) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_interrupted_build_leaves_nothing_and_a_retry_works(tmp_path, monkeypatch):
+    import flashbench.data.synthetic as synthetic
+
+    calls = []
+
+    def flaky_scene(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second video
+        return generate_scene(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "generate_scene", flaky_scene)
+    kwargs = dict(videos_per_group=1, frames=9, size=(64, 64), groups="1,2")
+    with pytest.raises(KeyboardInterrupt):
+        build_synthetic(tmp_path / "bench", **kwargs)
+    assert list(tmp_path.iterdir()) == []  # neither --out nor the staging folder
+    bench = build_synthetic(tmp_path / "bench", **kwargs)  # the same --out, no --overwrite
+    assert len(bench) == 2 and [p.name for p in tmp_path.iterdir()] == ["bench"]

@@ -2,12 +2,18 @@
 
 `BenchmarkWriter` is the one way importers and the synthetic builder write a benchmark; `Benchmark.load`
 reads it back and checks every sample's files against its manifest record.
+
+A build never leaves a half-written benchmark at its `--out`: the writer fills a hidden sibling folder
+`.<name>.building-<pid>` and renames it onto `--out` in `close()`; a failed build (`abort()`, or leaving its
+`with` block on an exception) deletes that folder, so a retry into the same `--out` works. A folder left by a
+killed build is removed by the next writer of the same `--out` once its process is gone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -160,7 +166,9 @@ class Benchmark:
 
 
 class BenchmarkWriter:
-    """Writes samples one by one, then meta.json with the content hash on `close()`."""
+    """Writes samples one by one into a temporary sibling folder, then meta.json with the content hash and the
+    rename onto `root` on `close()` (see the module docstring). Use it as a context manager, or call
+    `abort()` when the build fails."""
 
     def __init__(
         self,
@@ -171,13 +179,28 @@ class BenchmarkWriter:
         overwrite: bool = False,
     ):
         self.root = Path(root)
-        if self.root.exists() and any(self.root.iterdir()):
-            if not overwrite:
-                raise BenchmarkError(f"{self.root} is not empty; choose another --out or pass --overwrite")
-            shutil.rmtree(self.root)
-        (self.root / "samples").mkdir(parents=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise BenchmarkError(f"{self.root} is a file; give --out a folder path")
+        if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
+            raise BenchmarkError(f"{self.root} is not empty; choose another --out or pass --overwrite")
+        self.overwrite = overwrite
+        _remove_stale_builds(self.root)
+        self.staging = self.root.with_name(f".{self.root.name}.building-{os.getpid()}")
+        shutil.rmtree(self.staging, ignore_errors=True)
+        (self.staging / "samples").mkdir(parents=True)
         self.name, self.groups, self.build = name, tuple(groups), dict(build or {})
         self.samples: list[Sample] = []
+
+    def __enter__(self) -> BenchmarkWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def abort(self) -> None:
+        """Delete everything written so far; `root` is left as it was before the build."""
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def add(
         self,
@@ -188,9 +211,11 @@ class BenchmarkWriter:
         prompt: str,
         source: str,
         categories: list[str | None] | None = None,
+        annotations: list[str] | None = None,
     ) -> Sample | None:
-        """Write one sample. frames (T,H,W,3) uint8; masks (T,N,H,W) bool. Returns None (nothing written)
-        when the object count falls in no group."""
+        """Write one sample. frames (T,H,W,3) uint8; masks (T,N,H,W) bool; annotations: per object "mask" or
+        "box" (`ObjectInfo.annotation`; default all "mask"). Returns None (nothing written) when the object
+        count falls in no group."""
         t, h, w, _ = frames.shape
         if masks.ndim != 4 or masks.shape[0] != t or masks.shape[2:] != (h, w):
             raise BenchmarkError(f"{sample_id}: masks {masks.shape} do not match frames {frames.shape}")
@@ -205,17 +230,21 @@ class BenchmarkWriter:
             raise BenchmarkError(f"{sample_id}: an object is never visible; drop it before adding the sample")
         object_ids = tuple(range(1, n + 1))
         categories = list(categories) if categories is not None else [None] * n
+        annotations = list(annotations) if annotations is not None else ["mask"] * n
+        if len(annotations) != n:
+            raise BenchmarkError(f"{sample_id}: {len(annotations)} annotation kinds for {n} objects")
         objects = tuple(
             ObjectInfo(
                 id=object_ids[k],
                 first_visible=int(np.flatnonzero(visible[:, k])[0]),
                 last_visible=int(np.flatnonzero(visible[:, k])[-1]),
                 category=categories[k],
+                annotation=annotations[k],
             )
             for k in range(n)
         )
         rel = f"samples/{sample_id}"
-        folder = self.root / rel
+        folder = self.staging / rel
         (folder / "masks").mkdir(parents=True)
         write_video(folder / "video.mp4", frames, fps)
         Image.fromarray(frames[0]).save(folder / "first_frame.png")
@@ -243,12 +272,13 @@ class BenchmarkWriter:
             },
             source=source,
         )
-        with open(self.root / MANIFEST, "a") as f:
+        with open(self.staging / MANIFEST, "a") as f:
             f.write(json.dumps(sample.to_json()) + "\n")
         self.samples.append(sample)
         return sample
 
     def close(self) -> Benchmark:
+        """Write meta.json and move the finished benchmark onto `root` (replacing an old one when overwriting)."""
         sizes = {g: 0 for g in self.groups}
         for s in self.samples:
             sizes[s.group] += 1
@@ -257,11 +287,49 @@ class BenchmarkWriter:
             version=FORMAT_VERSION,
             groups=self.groups,
             build=self.build,
-            content_hash=content_hash(self.root, self.samples),
+            content_hash=content_hash(self.staging, self.samples),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             num_samples=len(self.samples),
             group_sizes=sizes,
         )
-        (self.root / MANIFEST).touch()
-        (self.root / META).write_text(json.dumps(asdict(meta), indent=2) + "\n")
+        (self.staging / MANIFEST).touch()
+        (self.staging / META).write_text(json.dumps(asdict(meta), indent=2) + "\n")
+        self._publish()
         return Benchmark(self.root, meta, list(self.samples))
+
+    def _publish(self) -> None:
+        """Rename the staging folder onto `root`; an old benchmark there is moved aside first, then deleted."""
+        old = self.root.with_name(f".{self.root.name}.old-{os.getpid()}")
+        if self.root.is_dir() and any(self.root.iterdir()):
+            if not self.overwrite:  # something appeared at --out during the build
+                self.abort()
+                raise BenchmarkError(f"{self.root} is not empty; choose another --out or pass --overwrite")
+            os.replace(self.root, old)
+        elif self.root.is_dir():
+            self.root.rmdir()
+        os.replace(self.staging, self.root)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale_builds(root: Path) -> None:
+    """Delete `.<name>.building-<pid>` / `.<name>.old-<pid>` siblings of `root` whose process has ended."""
+    if not root.parent.is_dir():
+        return
+    prefix = f".{root.name}."
+    for path in root.parent.iterdir():
+        if path.is_dir() and path.name.startswith(prefix):
+            kind, _, pid = path.name[len(prefix) :].rpartition("-")
+            if kind in ("building", "old") and pid.isdigit() and not _process_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

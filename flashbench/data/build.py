@@ -33,6 +33,7 @@ class SourceClip:
     prompt: str
     source: str
     categories: list[str | None] | None = None
+    annotations: list[str] | None = None  # per object "mask" | "box" (see sample.ObjectInfo); None: all masks
 
     def __post_init__(self) -> None:
         f, m = self.frames, self.masks
@@ -42,6 +43,17 @@ class SourceClip:
             raise BenchmarkError(f"{self.id}: masks {m.shape} do not match frames {f.shape} (need (T, N, H, W))")
         if self.categories is not None and len(self.categories) != m.shape[1]:
             raise BenchmarkError(f"{self.id}: {len(self.categories)} categories for {m.shape[1]} objects")
+        if self.annotations is not None and len(self.annotations) != m.shape[1]:
+            raise BenchmarkError(f"{self.id}: {len(self.annotations)} annotation kinds for {m.shape[1]} objects")
+
+
+@dataclass(frozen=True)
+class SkippedClip:
+    """A source row an importer could not read and was told to skip (e.g. `--skip-missing`); `reason` is the
+    `dropped_samples` key it is counted under."""
+
+    id: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -179,7 +191,8 @@ def _filter_objects(clip: SourceClip, opts: BuildOptions, summary: BuildSummary)
     if keep.all():
         return clip
     cats = [c for c, k in zip(clip.categories, keep, strict=True) if k] if clip.categories is not None else None
-    return replace(clip, masks=masks[:, keep], categories=cats)
+    kinds = [a for a, k in zip(clip.annotations, keep, strict=True) if k] if clip.annotations is not None else None
+    return replace(clip, masks=masks[:, keep], categories=cats, annotations=kinds)
 
 
 def prepare_clip(clip: SourceClip, opts: BuildOptions, summary: BuildSummary) -> SourceClip | None:
@@ -199,7 +212,7 @@ def prepare_clip(clip: SourceClip, opts: BuildOptions, summary: BuildSummary) ->
 
 
 def write_benchmark(
-    clips: Iterable[SourceClip],
+    clips: Iterable[SourceClip | SkippedClip],
     out: Path,
     name: str,
     opts: BuildOptions,
@@ -207,21 +220,28 @@ def write_benchmark(
     overwrite: bool = False,
     total: int | None = None,
 ) -> tuple[Benchmark, BuildSummary]:
-    """Filter and write `clips` as a benchmark; the summary goes to meta.json `build.summary`."""
-    writer = BenchmarkWriter(out, name=name, groups=opts.groups, build=build, overwrite=overwrite)
+    """Filter and write `clips` as a benchmark; the summary goes to meta.json `build.summary`.
+
+    A `SkippedClip` counts as seen and dropped for its reason. On any error nothing is left at `out`.
+    """
     summary = BuildSummary(group_sizes={g: 0 for g in opts.groups})
-    for clip in tqdm(clips, total=total, desc=f"build {name}", unit="video"):
-        summary.seen += 1
-        clip = prepare_clip(clip, opts, summary)
-        if clip is None:
-            continue
-        group = group_for_count(clip.masks.shape[1], opts.groups)
-        if opts.per_group_cap is not None and summary.group_sizes[group] >= opts.per_group_cap:
-            summary.dropped_samples["group_cap"] += 1
-            continue
-        writer.add(clip.id, clip.frames, clip.masks, clip.fps, clip.prompt, clip.source, clip.categories)
-        summary.group_sizes[group] += 1
-        summary.written += 1
-    writer.build["options"] = opts.to_json()
-    writer.build["summary"] = summary.to_json()
-    return writer.close(), summary
+    with BenchmarkWriter(out, name=name, groups=opts.groups, build=build, overwrite=overwrite) as writer:
+        for clip in tqdm(clips, total=total, desc=f"build {name}", unit="video"):
+            summary.seen += 1
+            if isinstance(clip, SkippedClip):
+                summary.dropped_samples[clip.reason] += 1
+                continue
+            clip = prepare_clip(clip, opts, summary)
+            if clip is None:
+                continue
+            group = group_for_count(clip.masks.shape[1], opts.groups)
+            if opts.per_group_cap is not None and summary.group_sizes[group] >= opts.per_group_cap:
+                summary.dropped_samples["group_cap"] += 1
+                continue
+            writer.add(clip.id, clip.frames, clip.masks, clip.fps, clip.prompt, clip.source, clip.categories,
+                       clip.annotations)  # fmt: skip
+            summary.group_sizes[group] += 1
+            summary.written += 1
+        writer.build["options"] = opts.to_json()
+        writer.build["summary"] = summary.to_json()
+        return writer.close(), summary

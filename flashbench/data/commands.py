@@ -90,7 +90,7 @@ def _magicdata(args: argparse.Namespace) -> int:
     bench, summary = build_magicdata(
         args.csv, args.out, _options(args), columns=columns, base_dir=args.base_dir,
         palette=parse_palette(args.palette) if args.palette else None, tolerance=args.tolerance,
-        black=args.black, still=args.still, overwrite=args.overwrite,
+        black=args.black, still=args.still, overwrite=args.overwrite, skip_missing=args.skip_missing,
     )  # fmt: skip
     print(summary.format())
     print(f"wrote {len(bench)} samples to {bench.root}; content hash {bench.meta.content_hash}")
@@ -132,7 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     magic = kinds.add_parser("magicdata", help="import a MagicMotion/MagicData-style CSV")
     magic.add_argument("--csv", type=Path, required=True)
-    magic.add_argument("--base-dir", type=Path, help="relative paths in the CSV start here (default: its folder)")
+    magic.add_argument("--root", "--base-dir", dest="base_dir", type=Path,
+                       help="relative paths in the CSV start here (default: its folder; for MagicMotion's own CSVs, "
+                            "its repo folder)")  # fmt: skip
     magic.add_argument("--prompt-column", default="validation_prompt")
     magic.add_argument("--image-column", default="validation_images")
     magic.add_argument("--trajectory-column", default="validation_trajectory_maps",
@@ -140,6 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     magic.add_argument("--video-column", default="video", help="the real video (reference for FID/FVD)")
     magic.add_argument("--id-column", default="id")
     magic.add_argument("--still", action="store_true", help="without a video, repeat the first frame as reference")
+    magic.add_argument("--skip-missing", action="store_true",
+                       help="skip rows whose files are missing (counted in the build summary) instead of failing")  # fmt: skip
     magic.add_argument("--palette", help="object colours R,G,B;R,G,B (default: dominant colours of the video)")
     magic.add_argument("--tolerance", type=float, default=40.0, help="max RGB L2 distance to an object colour")
     magic.add_argument("--black", type=int, default=40, help="pixels with every channel <= this are background")

@@ -10,19 +10,35 @@ are separated by ';' and their objects are concatenated.
 Trajectory videos are lossy (H.264 blurs colours, chroma is subsampled), so object ids are recovered by
 colour: the object colours are the dominant non-black colours of the video (or a given palette), and each
 pixel goes to the nearest object colour within an L2 RGB `tolerance`; near-black pixels are background.
+Connected pieces of an object smaller than `SPECKLE` of its largest piece in that frame are dropped: they are
+blur at the edges of other objects (desaturated red reads as a darker pink), never object parts.
+
+Box maps (MagicMotion's `box_trajectory`: filled masks in the first frame, rectangle outlines after) are
+recognised (`is_box_map`: most visible object-frames are hollow rectangles) and imported as box
+trajectories: each outline becomes its box (the bounding box of the outline's largest connected piece), its
+mask the filled box, and the objects are marked `annotation="box"`, so evaluation scores box IoU but not mask
+IoU for them. Frames where a box-map object has no box (sparse-box maps) are imported as "object absent", with
+a warning.
+
+Relative paths in the CSV start at `base_dir` (`--root`, default the CSV's folder); MagicMotion's own CSVs
+(magicmotion/validation_args/demo/*.csv) are relative to its repo folder, so pass `--root MagicMotion`.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
+from tqdm import tqdm
 
 from flashbench.data.benchmark import Benchmark
-from flashbench.data.build import BuildOptions, BuildSummary, SourceClip, write_benchmark
+from flashbench.data.build import BuildOptions, BuildSummary, SkippedClip, SourceClip, write_benchmark
 from flashbench.errors import BenchmarkError, VideoError
 from flashbench.video import read_video, resize_masks, video_info
 
@@ -155,6 +171,91 @@ def decode_mask_video(
     return masks, palette
 
 
+SPECKLE = 0.005  # pieces below this fraction of an object's largest piece (in one frame) are decoding noise
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected pieces of an (H, W) mask: (labels (H, W) int, sizes (n,) of pieces 1..n)."""
+    labels, n = ndimage.label(mask, structure=_EIGHT)
+    return labels, np.bincount(labels.ravel(), minlength=n + 1)[1:]
+
+
+def despeckle(masks: np.ndarray, fraction: float = SPECKLE) -> np.ndarray:
+    """(T, N, H, W) bool with, per object and frame, the pieces smaller than `fraction` of the largest dropped."""
+    out = masks.copy()
+    for t, k in zip(*np.nonzero(masks.any(axis=(2, 3))), strict=True):
+        labels, sizes = _pieces(masks[t, k])
+        small = np.flatnonzero(sizes < fraction * sizes.max()) + 1
+        if small.size:
+            out[t, k] &= ~np.isin(labels, small)
+    return out
+
+
+def outline_box(mask: np.ndarray) -> tuple[tuple[int, int, int, int], bool] | None:
+    """Bounding box (x0, y0, x1, y1, exclusive end) of the largest piece of an (H, W) mask, and whether that
+    piece is a hollow rectangle outline; None for an empty mask.
+
+    Outline: with b = max(1, min(box w, h) // 8), under 5% of the piece lies inside the box shrunk by 2b, and
+    each of the four bands of width b along the box's sides has pixels on at least 80% of its length (a side
+    on the image border counts as present: the outline of a box leaving the frame is cut open there).
+    """
+    labels, sizes = _pieces(mask)
+    if sizes.size == 0:
+        return None
+    piece = labels == int(np.argmax(sizes)) + 1
+    ys, xs = np.nonzero(piece)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    w, h = x1 - x0, y1 - y0
+    b = max(1, min(w, h) // 8)
+    if min(w, h) <= 4 * b:
+        return (x0, y0, x1, y1), False
+    box = piece[y0:y1, x0:x1]
+    inside = box[2 * b : h - 2 * b, 2 * b : w - 2 * b].sum() / box.sum()
+    height, width = mask.shape
+    sides = (
+        (box[:b].any(0).mean(), y0 == 0),
+        (box[-b:].any(0).mean(), y1 == height),
+        (box[:, :b].any(1).mean(), x0 == 0),
+        (box[:, -b:].any(1).mean(), x1 == width),
+    )
+    return (x0, y0, x1, y1), bool(inside < 0.05 and all(cover >= 0.8 or border for cover, border in sides))
+
+
+def is_box_map(masks: np.ndarray) -> bool:
+    """Whether decoded (T, N, H, W) trajectory masks are a box map: at least half of the visible
+    (frame, object) pairs after the first frame are rectangle outlines (`outline_box`)."""
+    outlines = [outline_box(masks[t, k]) for t in range(1, masks.shape[0]) for k in range(masks.shape[1])]
+    found = [o[1] for o in outlines if o is not None]
+    return bool(found) and sum(found) >= 0.5 * len(found)
+
+
+def boxes_to_masks(masks: np.ndarray) -> np.ndarray:
+    """Box-map masks (T, N, H, W) -> filled boxes: in every frame after the first, the box of the object's
+    largest piece (its outline; other pieces are colour blur from other outlines); in the first frame, the
+    filled object mask is kept unless it is itself an outline."""
+    out = np.zeros_like(masks)
+    for t, k in zip(*np.nonzero(masks.any(axis=(2, 3))), strict=True):
+        found = outline_box(masks[t, k])
+        assert found is not None  # the mask is not empty
+        (x0, y0, x1, y1), hollow = found
+        if t == 0 and not hollow:
+            out[t, k] = masks[t, k]
+        else:
+            out[t, k, y0:y1, x0:x1] = True
+    return out
+
+
+def _has_gaps(masks: np.ndarray) -> bool:
+    """Some object is absent in a frame between two frames where it is visible."""
+    visible = masks.any(axis=(2, 3))  # (T, N)
+    for k in range(visible.shape[1]):
+        idx = np.flatnonzero(visible[:, k])
+        if idx.size and not visible[idx[0] : idx[-1] + 1, k].all():
+            return True
+    return False
+
+
 def parse_palette(spec: str) -> np.ndarray:
     """'255,0,0;0,255,0' -> (2, 3) uint8."""
     try:
@@ -174,15 +275,39 @@ def _cell(row: dict, column: str) -> str:
     return str(value).strip()
 
 
-def _resolve(base: Path, value: str, row: int, column: str) -> Path:
-    path = Path(value) if Path(value).is_absolute() else base / value
-    if not path.is_file():
-        raise BenchmarkError(f"row {row}: {column} file {path} not found; fix the CSV or pass --base-dir")
-    return path
+class MissingFile(BenchmarkError):
+    """A file a CSV row points at does not exist (`--skip-missing` skips the row); `short` says which."""
+
+    def __init__(self, short: str, hint: str):
+        super().__init__(f"{short}{hint}")
+        self.short = short
+
+
+def _resolve(csv: Path, base: Path, root_given: bool, value: str, row: int, column: str) -> Path:
+    """The file a CSV cell points at; MissingFile naming the path tried and, for a relative path, what it is
+    relative to and a `--root` that would find it (an ancestor folder of the CSV holding it, as MagicMotion's
+    repo folder does for its demo CSVs)."""
+    if Path(value).is_absolute():
+        path = Path(value)
+        if not path.is_file():
+            raise MissingFile(f"row {row}: {column} file {path} not found", "; fix the CSV or pass --skip-missing")
+        return path
+    path = base / value
+    if path.is_file():
+        return path
+    where = f"relative to --root {base}" if root_given else f"relative to the CSV's folder {base}"
+    ancestors = [p for p in Path(csv).resolve().parents if (p / value).is_file()]
+    hint = (f"it exists under {ancestors[0]}: pass --root {ancestors[0]}" if ancestors else
+            "pass --root DIR, the folder the CSV's paths start from (for MagicMotion's CSVs, its repo folder)")  # fmt: skip
+    raise MissingFile(f"row {row}: {column} file {path} not found", f" ({where}); {hint}, or --skip-missing")
 
 
 def _sanitize(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+
+
+def _warn(message: str) -> None:
+    tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
 def iter_magicdata(
@@ -193,8 +318,10 @@ def iter_magicdata(
     tolerance: float = 40.0,
     black: int = 40,
     still: bool = False,
-) -> Iterator[SourceClip]:
-    """Yield one `SourceClip` per CSV row (see the module docstring for the columns)."""
+    skip_missing: bool = False,
+) -> Iterator[SourceClip | SkippedClip]:
+    """Yield one `SourceClip` per CSV row (see the module docstring for the columns); with `skip_missing`, a
+    row whose files are missing is a `SkippedClip` ("missing_files", with a warning) instead of an error."""
     import pandas as pd
 
     try:
@@ -206,36 +333,59 @@ def iter_magicdata(
             raise BenchmarkError(f"{csv} has no column {required!r} (columns: {', '.join(map(str, table.columns))}); "
                                  "name it with --prompt-column / --trajectory-column")  # fmt: skip
     base = Path(base_dir) if base_dir else Path(csv).parent
+    resolve = functools.partial(_resolve, Path(csv), base, base_dir is not None)
     for i, row in enumerate(table.to_dict("records")):
-        yield _load_row(i, row, columns, base, palette, tolerance, black, still)
+        try:
+            yield _load_row(i, row, columns, resolve, palette, tolerance, black, still)
+        except MissingFile as e:
+            if not skip_missing:
+                raise
+            _warn(f"{e.short}; row skipped (--skip-missing)")
+            yield SkippedClip(id=f"row-{i}", reason="missing_files")
+
+
+def _decode_trajectory(i: int, path: Path, frames: np.ndarray, palette: np.ndarray | None, tolerance: float,
+                       black: int) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+    """Masks (T, K, H, W) and per-object annotation kinds of one trajectory video (mask or box map)."""
+    masks = despeckle(decode_mask_video(frames, palette, tolerance, black)[0])
+    if not is_box_map(masks):
+        return masks, ["mask"] * masks.shape[1]
+    if _has_gaps(masks):
+        _warn(f"row {i}: {path} is a box map with frames where an object has no box (a sparse-box map?); "
+              "those frames are imported as 'object absent'")  # fmt: skip
+    return boxes_to_masks(masks), ["box"] * masks.shape[1]
 
 
 def _load_row(
-    i: int, row: dict, columns: MagicDataColumns, base: Path, palette: np.ndarray | None,
+    i: int, row: dict, columns: MagicDataColumns, resolve, palette: np.ndarray | None,
     tolerance: float, black: int, still: bool,
 ) -> SourceClip:  # fmt: skip
-    traj_paths = [_resolve(base, p.strip(), i, columns.trajectory) for p in _cell(row, columns.trajectory).split(";") if p.strip()]
+    traj_paths = [resolve(p.strip(), i, columns.trajectory) for p in _cell(row, columns.trajectory).split(";") if p.strip()]
     if not traj_paths:
         raise BenchmarkError(f"row {i}: empty {columns.trajectory!r}; every row needs a mask-trajectory video")
-    traj = [read_video(p) for p in traj_paths]
-    if len({v.shape[:3] for v in traj}) != 1:
-        raise BenchmarkError(f"row {i}: trajectory videos differ in length or size {[v.shape[:3] for v in traj]}")
-    masks = np.concatenate([decode_mask_video(v, palette, tolerance, black)[0] for v in traj], axis=1)
     video_cell, image_cell = _cell(row, columns.video), _cell(row, columns.image)
     if video_cell:
-        path = _resolve(base, video_cell, i, columns.video)
-        frames, fps = read_video(path), video_info(path).fps
-        source = f"magicdata:{video_cell}"
+        path = resolve(video_cell, i, columns.video)
     elif image_cell and still:
-        path = _resolve(base, image_cell, i, columns.image)
-        image = np.asarray(Image.open(path).convert("RGB"))
-        frames, fps = np.repeat(image[None], masks.shape[0], axis=0), video_info(traj_paths[0]).fps
-        source = f"magicdata-still:{image_cell}"
+        path = resolve(image_cell, i, columns.image)
     else:
         raise BenchmarkError(
             f"row {i}: no {columns.video!r} video; give the real video (--video-column) or pass --still to "
             f"repeat the first frame from {columns.image!r} as a still reference"
         )
+    traj = [read_video(p) for p in traj_paths]
+    if len({v.shape[:3] for v in traj}) != 1:
+        raise BenchmarkError(f"row {i}: trajectory videos differ in length or size {[v.shape[:3] for v in traj]}")
+    decoded = [_decode_trajectory(i, p, v, palette, tolerance, black) for p, v in zip(traj_paths, traj, strict=True)]
+    masks = np.concatenate([m for m, _ in decoded], axis=1)
+    kinds = [kind for _, ks in decoded for kind in ks]
+    if video_cell:
+        frames, fps = read_video(path), video_info(path).fps
+        source = f"magicdata:{video_cell}"
+    else:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        frames, fps = np.repeat(image[None], masks.shape[0], axis=0), video_info(traj_paths[0]).fps
+        source = f"magicdata-still:{image_cell}"
     if frames.shape[0] != masks.shape[0]:
         raise BenchmarkError(
             f"row {i}: video has {frames.shape[0]} frames but the trajectory has {masks.shape[0]}; "
@@ -247,7 +397,8 @@ def _load_row(
         raise VideoError(f"row {i}: cannot tell the frame rate of {path}")
     sample_id = _cell(row, columns.id) or f"{i:05d}-{traj_paths[0].stem}"
     return SourceClip(id=_sanitize(sample_id), frames=frames, masks=masks, fps=fps,
-                      prompt=_cell(row, columns.prompt), source=source)  # fmt: skip
+                      prompt=_cell(row, columns.prompt), source=source,
+                      annotations=kinds if "box" in kinds else None)  # fmt: skip
 
 
 def build_magicdata(
@@ -261,8 +412,10 @@ def build_magicdata(
     black: int = 40,
     still: bool = False,
     overwrite: bool = False,
+    skip_missing: bool = False,
 ) -> tuple[Benchmark, BuildSummary]:
-    """Import a MagicData-style CSV as a benchmark (see `BuildOptions` for the filters)."""
+    """Import a MagicData-style CSV as a benchmark (see `BuildOptions` for the filters); rows skipped for
+    missing files (`skip_missing`) are counted in the summary as `missing_files`."""
     opts = opts or BuildOptions()
     build = {
         "builder": "magicdata",
@@ -273,6 +426,7 @@ def build_magicdata(
         "tolerance": tolerance,
         "black": black,
         "still_reference": still,
+        "skip_missing": skip_missing,
     }
-    clips = iter_magicdata(csv, columns, base_dir, palette, tolerance, black, still)
+    clips = iter_magicdata(csv, columns, base_dir, palette, tolerance, black, still, skip_missing)
     return write_benchmark(clips, out, "magicdata", opts, build, overwrite=overwrite)

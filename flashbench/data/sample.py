@@ -6,15 +6,32 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from flashbench.errors import BenchmarkError
+
+
+ANNOTATIONS = ("mask", "box")
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One foreground object. `id` is its palette index in the mask PNGs (1-based)."""
+    """One foreground object. `id` is its palette index in the mask PNGs (1-based).
+
+    annotation: what the ground truth of this object is. "mask" (the default): its masks. "box": only its
+    boxes are ground truth (e.g. imported from a box-trajectory map); its masks in objects.json and the mask
+    PNGs are the filled boxes, except where the source had a real mask (the first frame of a MagicMotion box
+    map), so mask IoU is not computed for it while box IoU is. A record without the key is "mask".
+    """
 
     id: int
     first_visible: int
     last_visible: int
     category: str | None = None
+    annotation: str = "mask"
+
+    def __post_init__(self) -> None:
+        if self.annotation not in ANNOTATIONS:
+            raise BenchmarkError(f"object {self.id}: annotation must be one of {ANNOTATIONS}, got "
+                                 f"{self.annotation!r}; rebuild the benchmark")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,8 +52,9 @@ class Sample:
 
     def to_json(self) -> dict:
         record = asdict(self)
+        defaults = {"category": None, "annotation": "mask"}  # left out, so older records read back the same
         record["objects"] = [
-            {k: v for k, v in asdict(o).items() if not (k == "category" and v is None)} for o in self.objects
+            {k: v for k, v in asdict(o).items() if not (k in defaults and v == defaults[k])} for o in self.objects
         ]
         return record
 

@@ -404,8 +404,10 @@ def build_synthetic(
         "size": list(size),
         "groups": list(groups),
     }
-    writer = BenchmarkWriter(out, name="synthetic", groups=groups, build=build, overwrite=overwrite)
-    with tqdm(total=videos_per_group * len(groups), desc="build synthetic", unit="video") as bar:
+    with (
+        BenchmarkWriter(out, name="synthetic", groups=groups, build=build, overwrite=overwrite) as writer,
+        tqdm(total=videos_per_group * len(groups), desc="build synthetic", unit="video") as bar,
+    ):
         for gi, label in enumerate(groups):
             for j in range(videos_per_group):
                 scene_seed = np.random.SeedSequence([seed, gi, j])
@@ -414,4 +416,4 @@ def build_synthetic(
                 sample_id = f"syn-{label.replace('+', 'p')}-{j:03d}"
                 writer.add(sample_id, scene.frames, scene.masks, fps, scene.prompt, f"synthetic:seed={seed}", scene.categories)
                 bar.update()
-    return writer.close()
+        return writer.close()
