@@ -8,7 +8,6 @@ import numpy as np
 
 from flashbench.errors import BenchmarkError
 
-
 ANNOTATIONS = ("mask", "box")
 
 
