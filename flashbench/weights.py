@@ -434,7 +434,7 @@ def verify_derived(name: str, source: Path) -> list[str]:
     rebuild unusable ones.
 
     Returns one line per derived file present: "ok PATH" or "rebuilt PATH (it ...)". Derived files not built
-    yet are skipped (they are built on first use).
+    yet are skipped (they are built on first use). WeightsError when an unusable one cannot be rebuilt.
     """
     wf = next(f for f in get_entry(name).files if f.filename == Path(source).name)
     source_sha256 = _expected_sha256(wf, Path(source))
@@ -448,7 +448,11 @@ def verify_derived(name: str, source: Path) -> list[str]:
         if problem is None:
             lines.append(f"ok {target}")
             continue
-        _build_derived(spec, source, source_sha256, target)
+        try:
+            _build_derived(spec, source, source_sha256, target)
+        except OSError as e:
+            raise WeightsError(f"derived {target} {problem} and cannot be rebuilt ({_short(e)}); "
+                               "make its folder writable or delete the file") from None  # fmt: skip
         lines.append(f"rebuilt {target} (it {problem})")
     return lines
 
