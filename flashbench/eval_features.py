@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,12 @@ class FeatureExtractor:
                 if str(data["source"]) != source:
                     return {}
                 return {k: data[k] for k in ("fid", "fvd") if str(data[f"{k}_key"]) == self.keys[k]}
-        except (OSError, ValueError, KeyError):
-            return {}  # unreadable or foreign entry: recompute it
+        except KeyError:
+            return {}  # an entry of another layout: recompute it
+        except Exception as e:  # noqa: BLE001 - truncated/zero-byte/garbled npz (zipfile, EOF, OS, value errors)
+            warnings.warn(f"feature cache {path} is unreadable ({type(e).__name__}: {e}); recomputing it",
+                          stacklevel=2)
+            return {}
 
     def get(self, path: Path, video: Callable[[], np.ndarray | Path], source: str = "") -> dict[str, np.ndarray]:
         """Cached features at `path`, computing (and saving) what is missing from `video()` (frames or a path).
