@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flashbench.cli import size_arg
 from flashbench.errors import FlashBenchError
+from flashbench.generators.base import CONDITIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--gen-arg", action="append", default=[], metavar="KEY=VALUE",
                      help="generator argument (repeatable; value typed as YAML)")
     gen.add_argument("--out", type=Path, required=True, help="run folder")
-    gen.add_argument("--condition", default="mask", choices=("mask", "box", "sparse_box"))
+    gen.add_argument("--condition", default=CONDITIONS[0], choices=CONDITIONS)
     gen.add_argument("--seed", type=int, default=0, help="run seed (per-sample seeds derive from it)")
     gen.add_argument("--shard", default="0/1", help="i/N: generate every N-th sample starting at i (0-based)")
     gen.add_argument("--limit", type=int, default=None, help="only the first N samples of the benchmark")
