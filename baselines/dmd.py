@@ -64,7 +64,8 @@ class DMDResNet(FlashMotion):
                 self._model = None
             else:
                 model = self._combine()
-            require_adapter(model[1], str(self.adapter_checkpoint or self.settings.checkpoint), self.name)
+            require_adapter(getattr(model[1], "kind", None), str(self.adapter_checkpoint or self.settings.checkpoint),
+                            self.name)
             self._model = model
         return self._model
 
@@ -82,6 +83,8 @@ class DMDResNet(FlashMotion):
             if config["preset"] != s.preset:
                 raise ModelConfigError(f"checkpoint {directory} is for preset {config['preset']!r}, not {s.preset!r}; "
                                        "pass preset=... to match")
+        kind, options = adapter_cfg["adapter"]["kind"], adapter_cfg["adapter"]["options"]
+        require_adapter(kind, str(adapter_dir), self.name)  # before loading any weights
         saved = set(gen_cfg["backbone_components"])
         if "transformer" not in saved:
             raise CheckpointError(f"{gen_dir} saves no transformer, so it is not a stage-2 FastGenerator export; "
@@ -99,7 +102,6 @@ class DMDResNet(FlashMotion):
                  for name in SUBFOLDERS}
         backbone = WanBackbone(**parts, max_sequence_length=get_preset(s.preset).max_sequence_length,
                                preset=s.preset).to(s.device).eval()
-        kind, options = adapter_cfg["adapter"]["kind"], adapter_cfg["adapter"]["options"]
         adapter = build_adapter(kind, backbone.transformer, **options)
         weights = adapter_dir / ADAPTER_WEIGHTS
         if not weights.is_file():

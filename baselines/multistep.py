@@ -19,9 +19,8 @@ from flashmotion.generator import WanAdapter
 ADAPTER_KIND = "resnet"
 
 
-def require_adapter(adapter: Any, source: str, generator: str) -> None:
-    """One-line error unless `adapter` (loaded from `source`) is a ResNet adapter."""
-    kind = getattr(adapter, "kind", None)
+def require_adapter(kind: str | None, source: str, generator: str) -> None:
+    """One-line error unless the adapter kind found in `source` is the ResNet one."""
     if kind != ADAPTER_KIND:
         raise ModelConfigError(
             f"{generator} needs a {ADAPTER_KIND} adapter, but {source} holds a {kind} adapter; pass the stage-1 "
@@ -51,7 +50,7 @@ class WanResNet(WanAdapter):
         if self._model is None:
             _, adapter = super().load()
             try:
-                require_adapter(adapter, str(self.settings.checkpoint), self.name)
+                require_adapter(getattr(adapter, "kind", None), str(self.settings.checkpoint), self.name)
             except ModelConfigError:
                 self._model = None  # never keep a model that failed the check
                 raise

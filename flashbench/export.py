@@ -91,7 +91,7 @@ def magicmotion_inputs(first_frame: np.ndarray, masks: np.ndarray, boxes: np.nda
     from flashbench.video import resize_frames
 
     masks49, boxes49 = resample_tracks(masks, boxes, MAGICMOTION_FRAMES, MAGICMOTION_SIZE)
-    image = resize_frames(np.asarray(first_frame)[None], MAGICMOTION_SIZE)[0]
+    image = resize_frames(np.array(first_frame, dtype=np.uint8)[None], MAGICMOTION_SIZE)[0]
     return image, render_condition(masks49, condition, boxes49)
 
 
