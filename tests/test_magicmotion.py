@@ -101,7 +101,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    return make_bench(tmp_path_factory.mktemp("mm") / "bench", counts=(1, 2), frames=6, size=32)
+    return make_bench(tmp_path_factory.mktemp("mm") / "bench", counts=(1, 2), frames=6, size=64)  # x264: >= 64 px for same bytes
 
 
 def test_box_run_end_to_end_writes_magicmotion_inputs_and_maps_frames_back(bench, tmp_path):
@@ -144,10 +144,10 @@ def test_box_run_end_to_end_writes_magicmotion_inputs_and_maps_frames_back(bench
                 assert np.abs(tmap[j, y0:y0 + 4, x0 + 8:x1 - 8].astype(int) - colors[k]).mean() < 25  # top edge
                 assert tmap[j, y0 + 10:y1 - 10, x0 + 10:x1 - 10].max() < 20  # inside: black
             # the box follows the clip in time: map frame j shows source frame uniform_indices(6, 49)[j]
-            assert uniform_indices(6, 49)[48] == 5 and boxes49[48, k, 0] == request.boxes[5, k, 0] * 720 / 32
-        # the video back: 49 grey levels 5i mapped onto the sample's 6 frames, resized to 32x32
+            assert uniform_indices(6, 49)[48] == 5 and boxes49[48, k, 0] == request.boxes[5, k, 0] * 720 / 64
+        # the video back: 49 grey levels 5i mapped onto the sample's 6 frames, resized to 64x64
         video = read_video(tmp_path / "run" / "videos" / f"{sample.id}.mp4")
-        assert video.shape == (6, 32, 32, 3)
+        assert video.shape == (6, 64, 64, 3)
         expected = 5 * uniform_indices(49, 6)
         assert np.abs(video.reshape(6, -1).mean(axis=1) - expected).max() < 2.5  # neighbours are 5 apart
 
@@ -158,8 +158,8 @@ def test_mask_condition_uses_the_stage1_checkpoint_and_mask_maps(bench, tmp_path
     sample = bench.samples[0]
     request = build_request(bench, sample, "mask", 0)
     video = generator.generate(request)
-    assert video.frames.shape == (6, 32, 32, 3) and video.nfe == 100 and video.denoise_seconds > 0
-    assert video.extra["fitted"] == ["49 frames resampled uniformly to 6", "480x720 resized to 32x32"]
+    assert video.frames.shape == (6, 64, 64, 3) and video.nfe == 100 and video.denoise_seconds > 0
+    assert video.extra["fitted"] == ["49 frames resampled uniformly to 6", "480x720 resized to 64x64"]
     (call,) = _calls(root)
     assert _arg(call["argv"], "--pretrained_controlnet_path").endswith("ckpts/stage1/mask.pt")
     assert "--use_perception_head" not in call["argv"]
@@ -219,7 +219,7 @@ def test_export_then_one_magicmotion_run_then_videos_matches_the_per_sample_wrap
     records = read_jsonl(tmp_path / "videos-run" / "generation.jsonl")
     assert all(r["status"] == "ok" for r in records)
     assert records[0]["warnings"] == [f"{bench.samples[0].id}.mp4: 49 frames resampled uniformly to 6",
-                                      f"{bench.samples[0].id}.mp4: 480x720 resized to 32x32"]
+                                      f"{bench.samples[0].id}.mp4: 480x720 resized to 64x64"]
     for sample in bench.samples:
         a = (tmp_path / "videos-run" / "videos" / f"{sample.id}.mp4").read_bytes()
         assert a == (tmp_path / "mm-run" / "videos" / f"{sample.id}.mp4").read_bytes()
