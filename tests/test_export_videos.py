@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness_bench import make_bench
 from PIL import Image
 
 from flashbench.cli import main
@@ -25,7 +26,6 @@ from flashbench.generators.videos import Videos, fit_video
 from flashbench.run_files import read_jsonl
 from flashbench.runner import build_request, generate, sample_seed
 from flashbench.video import read_video, uniform_indices, write_video
-from harness_bench import make_bench
 
 VIDEOS = "flashbench.generators.videos:Videos"
 
@@ -54,7 +54,7 @@ def test_folder_export_writes_every_sample_input(bench, tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == [s.id for s in bench.samples] == [r["id"] for r in index["samples"]]
     assert tuple(rows[0]) == INDEX_COLUMNS
-    for sample, record in zip(bench.samples, index["samples"]):
+    for sample, record in zip(bench.samples, index["samples"], strict=True):
         request = build_request(bench, sample, "box", 7)
         assert record["seed"] == sample_seed(7, sample.id) and record["prompt"] == sample.prompt
         assert record["output"] == f"videos/{sample.id}.mp4" and (out / "videos").is_dir()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness_bench import make_bench
 from PIL import Image
 from scipy import ndimage
 
@@ -29,7 +30,6 @@ from flashbench.generators.base import CONDITIONS
 from flashbench.run_files import read_jsonl
 from flashbench.runner import build_request, generate, sample_seed
 from flashbench.video import read_video, resize_frames, uniform_indices
-from harness_bench import make_bench
 
 FAKE_SCRIPT = textwrap.dedent('''
     """Fake MagicMotion inference.py: same arguments and CSV; output frame i is grey 5 * i."""
