@@ -1,8 +1,6 @@
 """The paper's model baselines on the tiny preset: "Wan+ResNet" (wan-resnet) and "DMD (ResNet)" (dmd-resnet).
 
-Checkpoints are random-init tiny models saved with flashmotion.checkpoint.save_checkpoint in the trainer's
-export format: a stage-1 checkpoint (slow backbone + ResNet SlowAdapter, all components) and a stage-2 one (a
-different transformer, the FastGenerator, saved alone, with an unrelated adapter the DMD baseline must ignore).
+Checkpoints: random-init tiny models in the trainer's export format (tests/baseline_checkpoints.py).
 """
 
 from __future__ import annotations
@@ -11,18 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from baseline_checkpoints import tiny_checkpoints
 
 from baselines.dmd import DMDResNet
 from baselines.multistep import WanResNet
 from flashbench.data.objects import boxes_from_masks
 from flashbench.generators.base import GenerationRequest, check_output
 from flashbench.generators.registry import load_generator
-from flashmotion.checkpoint import save_checkpoint
 from flashmotion.errors import CheckpointError, ModelConfigError
 from flashmotion.generator import FlashMotion, WanAdapter
-from flashmotion.models.adapters import build_adapter
-from flashmotion.models.backbone import WanBackbone
 
 T, H, W = 9, 32, 32
 REPO = Path(__file__).resolve().parents[1]
@@ -36,28 +31,9 @@ def _request() -> GenerationRequest:
     return GenerationRequest("s0", frame, "a ball", masks, boxes_from_masks(masks), "mask", T, 8.0, H, W, seed=3)
 
 
-def _randomise(adapter, seed: int):
-    torch.manual_seed(seed)
-    for proj in adapter.out_proj:
-        torch.nn.init.normal_(proj.weight, std=0.05)
-    return adapter.eval()
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    slow = WanBackbone.build("tiny", seed=0)
-    slow_adapter = _randomise(build_adapter("resnet", slow.transformer, channels=8), 5)
-    stage1 = save_checkpoint(root / "stage1", slow_adapter, slow, metadata={"stage": "stage1_adapter"})
-    fast = WanBackbone.build("tiny", seed=0)
-    fast.transformer = WanBackbone.build("tiny", seed=1).transformer  # "distilled": other weights, same shape
-    other_adapter = _randomise(build_adapter("resnet", fast.transformer, channels=8), 9)
-    stage2 = save_checkpoint(root / "stage2", other_adapter, fast, components=("transformer",),
-                             metadata={"stage": "stage2_dmd"})
-    combined = save_checkpoint(root / "combined", slow_adapter, fast)  # FastGenerator + SlowAdapter, all parts
-    controlnet = save_checkpoint(root / "controlnet", build_adapter("controlnet", slow.transformer, num_blocks=1),
-                                 slow, components=())
-    return {"stage1": stage1, "stage2": stage2, "combined": combined, "controlnet": controlnet}
+    return tiny_checkpoints(tmp_path_factory.mktemp("ckpts"))
 
 
 def test_dmd_resnet_runs_the_fast_transformer_with_the_slow_adapter(checkpoints):
