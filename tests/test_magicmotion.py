@@ -176,6 +176,7 @@ def test_mask_condition_uses_the_stage1_checkpoint_and_mask_maps(bench, tmp_path
 
 
 def test_missing_installation_checkpoints_or_failing_script_are_one_line_errors(bench, tmp_path):
+    assert set(CHECKPOINTS) == set(CONDITIONS)  # one stage checkpoint per condition flashbench knows
     with pytest.raises(GenerationError, match="no MagicMotion installation at .*git clone"):
         MagicMotion(root=str(tmp_path / "nowhere"))
     bare = tmp_path / "bare"
