@@ -6,6 +6,7 @@ Frames are always uint8 arrays shaped (T, H, W, 3), RGB.
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,6 +19,12 @@ import torch.nn.functional as F
 
 from flashbench.errors import VideoError
 
+# x264's AVX-512 kernels encode the same frames to different bytes from run to run (seen with PyAV 18's x264 on
+# AMD EPYC: up to 14 different files out of 15 encodes of one 6-frame clip). Capping x264's instruction sets at
+# AVX2 makes it deterministic at the same speed (tests/test_video_determinism.py).
+_X264_ASM = {
+    machine: "MMX2,SSE,SSE2,SSE2Fast,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2" for machine in ("x86_64", "AMD64")
+}
 _FIX = "re-encode it (ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4) or regenerate it"
 
 
@@ -127,6 +134,8 @@ def write_video(path: Path, frames: np.ndarray, fps: float, crf: int = 12, prese
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             stream.codec_context.thread_count = 1
             stream.options = {"crf": str(crf), "preset": preset}
+            if platform.machine() in _X264_ASM:
+                stream.options = {**stream.options, "x264-params": f"asm={_X264_ASM[platform.machine()]}"}
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
