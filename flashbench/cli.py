@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+from pathlib import Path
 
 from flashbench.errors import FlashBenchError
 
@@ -18,17 +20,57 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (`error: PROG: MESSAGE`), exit code 2, nothing written."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (fps, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
 def size_arg(text: str) -> tuple[int, int]:
-    """argparse type for `HxW` sizes (e.g. 480x832) -> (height, width)."""
+    """argparse type for `HxW` sizes (e.g. 480x832) -> (height, width), both >= 1."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad size {text!r}: use HxW, e.g. 480x832") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: height and width must be >= 1")
     return h, w
 
 
+def folder_arg(text: str) -> Path:
+    """argparse type for an output folder: anything but an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flashbench", description="Trajectory-control video benchmark.")
+    parser = OneLineParser(prog="flashbench", description="Trajectory-control video benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

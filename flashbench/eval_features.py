@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from flashbench import weights
+from flashbench.atomic import atomic_path
 from flashbench.errors import FlashBenchError
 
 FID_WEIGHTS = "inception-fid"
@@ -110,8 +111,12 @@ class FeatureExtractor:
                 if str(data["source"]) != source:
                     return {}
                 return {k: data[k] for k in ("fid", "fvd") if str(data[f"{k}_key"]) == self.keys[k]}
-        except (OSError, ValueError, KeyError):
-            return {}  # unreadable or foreign entry: recompute it
+        except KeyError:
+            return {}  # an entry of another layout: recompute it
+        except Exception as e:  # noqa: BLE001 - truncated/zero-byte/garbled npz (zipfile, EOF, OS, value errors)
+            warnings.warn(f"feature cache {path} is unreadable ({type(e).__name__}: {e}); recomputing it",
+                          stacklevel=2)
+            return {}
 
     def get(self, path: Path, video: Callable[[], np.ndarray | Path], source: str = "") -> dict[str, np.ndarray]:
         """Cached features at `path`, computing (and saving) what is missing from `video()` (frames or a path).
@@ -124,9 +129,7 @@ class FeatureExtractor:
             frames = video()
             for kind in missing:
                 found[kind] = self._compute(kind, frames)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
             keys = {f"{k}_key": np.array(self.keys[k]) for k in ("fid", "fvd")}
-            np.savez(tmp, fid=found["fid"], fvd=found["fvd"], source=np.array(source), **keys)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, fid=found["fid"], fvd=found["fvd"], source=np.array(source), **keys)
         return {k: found[k] for k in ("fid", "fvd")}

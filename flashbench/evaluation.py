@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +27,11 @@ from tqdm import tqdm
 
 from flashbench import provenance
 from flashbench.aggregate import metrics_block
+from flashbench.atomic import atomic_path
 from flashbench.data.benchmark import Benchmark
 from flashbench.data.objects import boxes_from_masks, write_objects
 from flashbench.data.sample import Sample
+from flashbench.data.verify import Verify, verify_benchmark
 from flashbench.errors import VideoError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings, real_cache_dir
 from flashbench.metrics.iou import box_iou, mask_iou, summarize
@@ -91,9 +92,8 @@ def score_sample(sample: Sample, bench: Benchmark, frames: np.ndarray, segmenter
     pred = np.asarray(segmenter.track(frames, prompts, start))
     if pred.shape != gt.masks.shape:
         raise VideoError(f"{sample.id}: segmenter returned masks {pred.shape}, expected {gt.masks.shape}")
-    tmp = tracks_path.with_name(f".{tracks_path.stem}.{os.getpid()}.tmp.json")
-    write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
-    os.replace(tmp, tracks_path)
+    with atomic_path(tracks_path) as tmp:
+        write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
     per_mask = mask_iou(pred, gt.masks, start)
     per_box = box_iou(boxes_from_masks(pred), gt.boxes, start)
     m, b = summarize(per_mask), summarize(per_box)
@@ -172,6 +172,7 @@ def evaluate(
     features: FeatureExtractor | None = None,
     real_cache: Path | None = None,
     progress: bool = True,
+    verify: Verify | str = Verify.AUTO,
 ) -> dict:
     """Evaluate `run` on `bench`, write samples.jsonl, tracks/, features/ and results.json; return the results.
 
@@ -181,6 +182,7 @@ def evaluate(
     started = time.perf_counter()
     run = Path(run)
     info, samples, generation = check_run(bench, run)
+    verified = verify_benchmark(bench, verify)
     features = features or FeatureExtractor(FeatureSettings(settings.fid_stride, settings.clip_len, settings.device))
     if segmenter is None:
         from flashbench.metrics.segment.base import load_segmenter
@@ -204,7 +206,8 @@ def evaluate(
     t0 = time.perf_counter()
     cache = Path(real_cache) if real_cache is not None else real_cache_dir(bench.meta.content_hash)
     real = {
-        s.id: features.get(cache / f"{s.id}.npz", lambda s=s: bench.path(s, "video"))
+        s.id: features.get(cache / f"{s.id}.npz", lambda s=s: bench.path(s, "video"),
+                           source=sha256_file(bench.path(s, "video")))
         for s in tqdm(bench.samples, desc="real features", unit="video", disable=not progress)
     }
     timings["real_features_seconds"] = time.perf_counter() - t0
@@ -241,6 +244,7 @@ def evaluate(
             device=settings.device,
             weights={**features.settings.weight_hashes(), **_segmenter_weights(seg_info)},
             bench_content_hash=bench.meta.content_hash,
+            bench_verified=verified,
             bench_root=str(bench.root.resolve()),
             eval_settings=asdict(settings),
             timings=timings,

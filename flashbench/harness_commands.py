@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from flashbench.cli import size_arg
+from flashbench.cli import folder_arg, positive_float, positive_int, size_arg
 from flashbench.errors import FlashBenchError
 from flashbench.generators.base import CONDITIONS
+from flashbench.metrics.segment.base import SEGMENTERS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,15 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--generator", help="registered name or module:Class, optionally with key=value args")
     gen.add_argument("--gen-arg", action="append", default=[], metavar="KEY=VALUE",
                      help="generator argument (repeatable; value typed as YAML)")
-    gen.add_argument("--out", type=Path, required=True, help="run folder")
+    gen.add_argument("--out", type=folder_arg, required=True, help="run folder")
     gen.add_argument("--condition", default=CONDITIONS[0], choices=CONDITIONS)
     gen.add_argument("--seed", type=int, default=0, help="run seed (per-sample seeds derive from it)")
     gen.add_argument("--shard", default="0/1", help="i/N: generate every N-th sample starting at i (0-based)")
-    gen.add_argument("--limit", type=int, default=None, help="only the first N samples of the benchmark")
+    gen.add_argument("--limit", type=positive_int, default=None, help="only the first N samples of the benchmark")
     gen.add_argument("--name", default=None, help="display name in reports (default: the generator's name)")
     gen.add_argument("--device", default="cpu", help="passed to generators that take a `device` argument")
     gen.add_argument("--retry-errors", action="store_true", help="retry samples whose generation failed")
     gen.add_argument("--merge", action="store_true", help="only merge the shard logs of --out, then exit")
+    gen.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                     help="per-sample limit in seconds: a sample still generating then is recorded as a timeout "
+                     "error and the run goes on with a fresh generator")
+    _add_verify_args(gen)
     gen.set_defaults(func=_generate)
 
     ev = subparsers.add_parser(
@@ -41,26 +47,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--bench", type=Path, required=True, help="benchmark folder the run was generated on")
     ev.add_argument("--run", type=Path, required=True, help="run folder written by `flashbench generate`")
-    ev.add_argument("--segmenter", default="mobilesam", choices=("mobilesam", "sam", "sam2"))
+    ev.add_argument("--segmenter", default="mobilesam", choices=tuple(SEGMENTERS))
     ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam/sam2 need one)")
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--fid-stride", type=int, default=1, help="use every K-th frame for FID")
-    ev.add_argument("--clip-len", type=int, default=16, help="frames per FVD clip")
-    ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for 95%% CIs")
+    ev.add_argument("--fid-stride", type=positive_int, default=1, help="use every K-th frame for FID")
+    ev.add_argument("--clip-len", type=positive_int, default=16, help="frames per FVD clip")
+    ev.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="bootstrap resamples for 95%% CIs")
     ev.add_argument("--no-bootstrap", action="store_true", help="skip the confidence intervals")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ev.add_argument("--allow-errors", action="store_true",
+                    help="exit 0 even when some samples failed (they are listed in results.json, never scored)")
+    _add_verify_args(ev)
     ev.set_defaults(func=_evaluate)
 
     demo = subparsers.add_parser(
         "demo", help="synthetic benchmark + reference generators + evaluation + report, in a few CPU minutes"
     )
-    demo.add_argument("--out", type=Path, default=Path("reports/demo"))
-    demo.add_argument("--videos-per-group", type=int, default=1)
-    demo.add_argument("--frames", type=int, default=16)
+    demo.add_argument("--out", type=folder_arg, default=Path("reports/demo"))
+    demo.add_argument("--videos-per-group", type=positive_int, default=1)
+    demo.add_argument("--frames", type=positive_int, default=16)
     demo.add_argument("--size", type=size_arg, default=(128, 128), metavar="HxW")
     demo.add_argument("--groups", default="1,2,3", help="object-count groups (default 1,2,3; all: 1,2,3,4,5,6+)")
     demo.add_argument("--device", default="cpu")
     demo.set_defaults(func=_demo)
+
+
+def _add_verify_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--verify", dest="verify", action="store_const", const="full", default="auto",
+                       help="check the benchmark's content hash in full (default: only when its files changed)")
+    group.add_argument("--no-verify", dest="verify", action="store_const", const="off",
+                       help="skip the benchmark content check (recorded in run.json / results.json)")
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -70,6 +87,8 @@ def _generate(args: argparse.Namespace) -> int:
     from flashbench.runner import Shard, generate, selected_samples
 
     if args.merge:
+        if not (args.out / "run.json").is_file():
+            raise FlashBenchError(f"--merge: {args.out} is not a run folder (no run.json); give the --out of a run")
         order = None
         if args.bench is not None:
             order = [s.id for s in selected_samples(Benchmark.load(args.bench), None)]
@@ -80,7 +99,8 @@ def _generate(args: argparse.Namespace) -> int:
     summary = generate(
         Benchmark.load(args.bench), args.out, args.generator, generator_args=parse_args(args.gen_arg),
         condition=args.condition, seed=args.seed, shard=Shard.parse(args.shard), limit=args.limit,
-        name=args.name, device=args.device, retry_errors=args.retry_errors,
+        name=args.name, device=args.device, retry_errors=args.retry_errors, verify=args.verify,
+        timeout=args.timeout,
     )
     print(summary.message())
     return 1 if summary.failed_total else 0
@@ -95,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         fid_stride=args.fid_stride, clip_len=args.clip_len, bootstrap=0 if args.no_bootstrap else args.bootstrap,
         seed=args.seed,
     )
-    results = evaluate(Benchmark.load(args.bench), args.run, settings)
+    results = evaluate(Benchmark.load(args.bench), args.run, settings, verify=args.verify)
     o = results["overall"]
 
     def fmt(v: float | None, digits: int = 2) -> str:
@@ -104,6 +124,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{results['run']['name']}: n={o['n']} FID={fmt(o['fid'])} FVD={fmt(o['fvd'])} "
           f"mask IoU={fmt(o['mask_iou'])} box IoU={fmt(o['box_iou'])} errors={len(results['errors'])}")
     print(f"results: {args.run / 'results.json'}")
+    if results["errors"] and not args.allow_errors:
+        print(f"error: {len(results['errors'])} sample(s) failed and were not scored (listed under \"errors\" in "
+              "results.json); fix them, or pass --allow-errors to accept a partial score", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from flashbench import atomic
 from flashbench.errors import FlashBenchError
 
 RUN_JSON = "run.json"
@@ -37,10 +38,7 @@ def shard_log_name(index: int, count: int) -> str:
 
 def write_json(path: Path, record: dict) -> None:
     """Write JSON atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(Path(path), json.dumps(record, indent=2) + "\n")
 
 
 def read_json(path: Path, hint: str) -> dict:
@@ -119,9 +117,7 @@ def merge_generation(run: Path, order: list[str] | None = None) -> Path:
     if order is not None:
         rank = {sid: i for i, sid in enumerate(order)}
         records = dict(sorted(records.items(), key=lambda kv: rank.get(kv[0], len(rank))))
-    tmp = run / f".{GENERATION}.{os.getpid()}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records.values()))
-    os.replace(tmp, run / GENERATION)
+    atomic.write_text(run / GENERATION, "".join(json.dumps(r) + "\n" for r in records.values()))
     for log in logs:
         if log.name != GENERATION:
             log.unlink(missing_ok=True)

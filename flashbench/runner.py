@@ -12,7 +12,9 @@ the same seed whatever the sharding or order.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,8 @@ from tqdm import tqdm
 from flashbench import provenance
 from flashbench.data.benchmark import Benchmark
 from flashbench.data.sample import Sample
-from flashbench.errors import FlashBenchError
+from flashbench.data.verify import Verify, verify_benchmark
+from flashbench.errors import FlashBenchError, VideoError
 from flashbench.generators.base import CONDITIONS, GenerationRequest, bind_benchmark, check_output
 from flashbench.generators.registry import accepts, format_spec, generator_factory, load_generator, parse_spec
 from flashbench.run_files import (
@@ -36,7 +39,7 @@ from flashbench.run_files import (
     shard_log_name,
     write_json,
 )
-from flashbench.video import write_video
+from flashbench.video import video_info, write_video
 
 SCHEMA_VERSION = 1
 
@@ -141,6 +144,41 @@ def _remove_stale_temps(videos: Path, sample_id: str) -> None:
             p.unlink(missing_ok=True)
 
 
+class _Abandoned(Exception):
+    """The generator did not return within the per-sample timeout."""
+
+
+def _call(generator, request: GenerationRequest, timeout: float | None):
+    """`generator.generate(request)`, in a worker thread when `timeout` is set. A thread cannot be stopped: on a
+    timeout it is abandoned (daemon) and the caller builds a fresh generator for the next samples."""
+    if timeout is None:
+        return generator.generate(request)
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["video"] = generator.generate(request)
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name=f"generate-{request.sample_id}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise _Abandoned(f"timed out after {timeout:g} s (--timeout); the generator was abandoned and rebuilt")
+    if "error" in box:
+        raise box["error"]
+    return box["video"]
+
+
+def _video_complete(path: Path, num_frames: int) -> bool:
+    """The video exists and demuxes to `num_frames` frames (a truncated or corrupt file does not)."""
+    try:
+        return video_info(path).num_frames == num_frames
+    except VideoError:
+        return False
+
+
 def generate(
     bench: Benchmark,
     out: Path,
@@ -154,19 +192,36 @@ def generate(
     device: str = "cpu",
     retry_errors: bool = False,
     progress: bool = True,
+    verify: Verify | str = Verify.AUTO,
+    timeout: float | None = None,
 ) -> GenerateSummary:
-    """Generate every not-yet-finished sample of this shard into `out`; see the module docstring."""
+    """Generate every not-yet-finished sample of this shard into `out`; see the module docstring.
+
+    Fault isolation: everything per sample (reading its files, building the request, generating, checking the
+    output, writing the video) is inside the per-sample error path, `SystemExit` and other `BaseException`s
+    included; only KeyboardInterrupt stops the run (finished samples stay logged). `timeout` (seconds) bounds
+    each generate call. The benchmark is verified first (flashbench.data.verify)."""
     if condition not in CONDITIONS:
         raise FlashBenchError(f"unknown condition {condition!r}: use one of {', '.join(CONDITIONS)}")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise FlashBenchError(f"--timeout must be a positive number of seconds, got {timeout}")
     gen_name, args = parse_spec(spec)
     args.update(generator_args or {})
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FlashBenchError(f"--out {out} is a file; give a run folder")
     run = _check_compatible(out, bench, format_spec(gen_name, args), condition, int(seed))  # before loading
+    verified = verify_benchmark(bench, verify)
     kwargs = dict(args)
     if "device" not in kwargs and accepts(generator_factory(gen_name), "device"):
         kwargs["device"] = device
-    generator = load_generator(gen_name, **kwargs)
-    bind_benchmark(generator, bench)
+
+    def fresh_generator():
+        g = load_generator(gen_name, **kwargs)
+        bind_benchmark(g, bench)
+        return g
+
+    generator = fresh_generator()
     (out / VIDEOS).mkdir(parents=True, exist_ok=True)
     if run is None:
         run = {
@@ -179,44 +234,52 @@ def generate(
             "steps": getattr(generator, "steps", None),
             "limit": limit,
             "bench": {"root": str(bench.root.resolve()), "name": bench.meta.name,
-                      "content_hash": bench.meta.content_hash},
+                      "content_hash": bench.meta.content_hash, "verified": verified},
             "created": provenance.now(),
             "provenance": provenance.collect(device=device),
         }
         write_json(out / RUN_JSON, run)
-    elif run.get("limit") != limit:  # a later call may widen (or narrow) what the run covers
-        run["limit"] = limit
+    elif run.get("limit") != limit or (verified == "skipped" and run["bench"].get("verified") != "skipped"):
+        run["limit"] = limit  # a later call may widen (or narrow) what the run covers
+        if verified == "skipped":  # any call that skipped the check leaves its mark
+            run["bench"]["verified"] = "skipped"
         write_json(out / RUN_JSON, run)
     samples = selected_samples(bench, run["limit"])
     mine = shard.select(samples)
     log = out / shard_log_name(shard.index, shard.count)
     records = generation_records(out)
 
-    def finished(sample_id: str) -> bool:
-        r = records.get(sample_id)
+    def finished(sample: Sample) -> bool:
+        r = records.get(sample.id)
         if r is None:
             return False
-        if r["status"] == "ok":
-            return (out / VIDEOS / f"{sample_id}.mp4").is_file()
+        if r["status"] == "ok":  # a video lost or truncated since (copied badly, disk full) is made again
+            return _video_complete(out / VIDEOS / f"{sample.id}.mp4", sample.num_frames)
         return not retry_errors
 
-    todo = [s for s in mine if not finished(s.id)]
+    todo = [s for s in mine if not finished(s)]
     failed = 0
     for sample in tqdm(todo, desc=f"generate {run['name']}", unit="video", disable=not progress):
         _remove_stale_temps(out / VIDEOS, sample.id)
-        request = build_request(bench, sample, condition, run["seed"])
-        record = {"id": sample.id, "status": "ok", "error": None, "seed": request.seed, "nfe": None,
-                  "denoise_seconds": None, "wall_seconds": None, "device": device}
+        record = {"id": sample.id, "status": "ok", "error": None, "seed": sample_seed(run["seed"], sample.id),
+                  "nfe": None, "denoise_seconds": None, "wall_seconds": None, "device": device}
         start = time.perf_counter()
         try:
-            video = generator.generate(request)
+            request = build_request(bench, sample, condition, run["seed"])
+            video = _call(generator, request, timeout)
             record["wall_seconds"] = time.perf_counter() - start
             frames = check_output(video, request)
             write_video(out / VIDEOS / f"{sample.id}.mp4", frames, sample.fps)
             record.update(nfe=int(video.nfe), denoise_seconds=float(video.denoise_seconds))
             if video.extra.get("warnings"):  # e.g. the `videos` generator resampling a mismatched file
                 record["warnings"] = [str(w) for w in video.extra["warnings"]]
-        except Exception as e:  # a failing sample is logged and never scored; the run goes on
+        except KeyboardInterrupt:
+            raise
+        except _Abandoned as e:
+            record.update(status="error", error=f"timeout: {e}")
+            failed += 1
+            generator = fresh_generator()
+        except BaseException as e:  # noqa: BLE001 - a failing sample is logged and never scored; the run goes on
             record.update(status="error", error=_one_line(e))
             failed += 1
         append_jsonl(log, record)

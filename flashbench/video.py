@@ -5,7 +5,8 @@ Frames are always uint8 arrays shaped (T, H, W, 3), RGB.
 
 from __future__ import annotations
 
-import os
+import hashlib
+import math
 import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flashbench.atomic import atomic_path
 from flashbench.errors import VideoError
 
-# x264's AVX-512 kernels encode the same frames to different bytes from run to run (seen with PyAV 18's x264 on
-# AMD EPYC: up to 14 different files out of 15 encodes of one 6-frame clip). Capping x264's instruction sets at
-# AVX2 makes it deterministic at the same speed (tests/test_video_determinism.py).
+# x264's AVX-512 kernels encode the same input to different bitstreams now and then (on this AMD EPYC with PyAV
+# 18's x264: up to 14 different files out of 15 encodes of one 6-frame clip, for lossy and lossless alike).
+# Capped at AVX2, x264 gave identical bytes in every trial at the same speed (tests/test_video_determinism.py).
 _X264_ASM = {
     machine: "MMX2,SSE,SSE2,SSE2Fast,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2" for machine in ("x86_64", "AMD64")
 }
@@ -112,10 +114,37 @@ def video_info(path: Path) -> VideoInfo:
     return VideoInfo(num_frames=count, fps=fps, height=height, width=width)
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float, crf: int = 12, preset: str = "medium") -> None:
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * 3 / 2, W) uint8 planar yuv420p (Y, then U, then V), as PyAV lays it out.
+
+    BT.601 limited range (what decoders assume for untagged video, as swscale's default); chroma is the mean of
+    each 2x2 block (centre siting). Done here, not by swscale, so a lossless file's decoded planes are a function
+    of the pixels alone, whatever the FFmpeg build.
+    """
+    rgb = frame.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def down(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
+
+    return np.clip(np.rint(np.concatenate([y, down(u), down(v)])), 0, 255).astype(np.uint8)
+
+
+def write_video(
+    path: Path, frames: np.ndarray, fps: float, crf: int = 12, preset: str = "medium", lossless: bool = False
+) -> None:
     """Write (T, H, W, 3) uint8 frames as H.264 yuv420p mp4, atomically (temp file, then rename).
 
-    Single-threaded x264 so the same frames give the same bytes on any machine (content hashes rely on it).
+    lossless=True (x264 qp 0, what benchmarks store) makes the decoded yuv420p planes exactly
+    `rgb_to_yuv420p(frame)` on any machine. Even single-threaded, PyAV 18.1's libx264 gave a different bitstream
+    for the same input now and then (1 to 4 of 15 writes of a 64x64 clip; 0 of 180 with asm off): its AVX-512
+    kernels, which `_X264_ASM` leaves out on x86-64, so the same frames now give the same file on one machine.
+    Other machines (other x264 builds, other SIMD) may still differ: hash decoded frames (`decoded_digest`),
+    never mp4 bytes.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -125,23 +154,40 @@ def write_video(path: Path, frames: np.ndarray, fps: float, crf: int = 12, prese
         raise VideoError(f"refusing to write an empty video to {path}")
     if h % 2 or w % 2:
         raise VideoError(f"H.264 yuv420p needs even sizes, got {h}x{w} for {path}; resize to even height and width")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    if not math.isfinite(fps) or fps <= 0:
+        raise VideoError(f"fps must be a positive number, got {fps} for {path}")
+    quality = {"qp": "0"} if lossless else {"crf": str(crf)}
+    with atomic_path(Path(path)) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.options = {**quality, "preset": preset}
+        if platform.machine() in _X264_ASM:
+            stream.options = {**stream.options, "x264-params": f"asm={_X264_ASM[platform.machine()]}"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")))
+        container.mux(stream.encode())
+
+
+def decoded_digest(path: Path) -> tuple[str, int, int, int]:
+    """(sha256 of the decoded yuv420p planes of every frame, frame count, height, width) of a video."""
+    container = _open(path)
+    h = hashlib.sha256()
+    count, height, width = 0, 0, 0
     try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.codec_context.thread_count = 1
-            stream.options = {"crf": str(crf), "preset": preset}
-            if platform.machine() in _X264_ASM:
-                stream.options = {**stream.options, "x264-params": f"asm={_X264_ASM[platform.machine()]}"}
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode())
-        os.replace(tmp, path)
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            h.update(np.ascontiguousarray(frame.to_ndarray()).tobytes())
+            count, height, width = count + 1, frame.height, frame.width
+    except av.error.FFmpegError as e:
+        raise VideoError(f"corrupt video {path} ({e}); {_FIX}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        container.close()
+    if count == 0:
+        raise VideoError(f"{path} decodes to zero frames; {_FIX}")
+    return h.hexdigest(), count, height, width
 
 
 def fps_indices(num_src: int, src_fps: float, dst_fps: float) -> np.ndarray:

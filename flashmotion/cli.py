@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from flashbench.cli import run
+from flashbench.cli import OneLineParser, run
+from flashbench.generators.base import CONDITIONS
+from flashmotion.generator import DTYPES
+from flashmotion.sampling import SAMPLERS, SOLVERS
 
 FEW_STEP_MAX = 8  # --steps up to this use the few-step sampler unless --sampler says otherwise
 # Options passed to the generator when given (None = the generator's default, or the --config file's value).
@@ -39,8 +42,15 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mp4_path(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir() or path.suffix.lower() != ".mp4":
+        raise argparse.ArgumentTypeError(f"{text} is not an .mp4 file path; give e.g. --out {path / 'sample.mp4'}")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flashmotion", description="Few-step trajectory-controllable image-to-video.")
+    parser = OneLineParser(prog="flashmotion", description="Few-step trajectory-controllable image-to-video.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sample", help="generate one benchmark sample to an mp4")
     p.add_argument("--config", default=None, help="YAML of generator settings, e.g. configs/tiny/flashmotion.yaml")
@@ -50,17 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", default=None, help="adapter kind when there is no checkpoint (default resnet)")
     p.add_argument("--bench", required=True, help="benchmark folder")
     p.add_argument("--sample", required=True, help="sample id")
-    p.add_argument("--condition", default="mask", choices=("mask", "box", "sparse_box"))
+    p.add_argument("--condition", default="mask", choices=CONDITIONS)
     p.add_argument("--steps", type=int, default=None, help="default 4 (or the --config file's)")
-    p.add_argument("--sampler", default=None, choices=("few_step", "multistep"),
+    p.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help=f"default: few_step for --steps <= {FEW_STEP_MAX}, else multistep (CFG)")
     p.add_argument("--shift", type=float, default=None, help="flow shift (default 5.0)")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale for multistep (default 5.0)")
-    p.add_argument("--solver", default=None, choices=("unipc", "euler"), help="multistep solver (default unipc)")
+    p.add_argument("--solver", default=None, choices=SOLVERS, help="multistep solver (default unipc)")
     p.add_argument("--seed", type=int, default=0, help="run seed (per-sample seed derived as in flashbench)")
     p.add_argument("--device", default=None, help="default cpu")
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"), help="default float32")
-    p.add_argument("--out", required=True, help="output .mp4")
+    p.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="default float32")
+    p.add_argument("--out", type=_mp4_path, required=True, help="output .mp4 file")
     p.set_defaults(func=_sample)
     return parser
 

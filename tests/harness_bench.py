@@ -52,3 +52,26 @@ class Flaky:
         if request.sample_id == "sq-1":
             return GeneratedVideo(frames=np.zeros((request.num_frames - 1, *shape[1:]), dtype=np.uint8))
         return GeneratedVideo(frames=np.repeat(request.first_frame[None], request.num_frames, axis=0), nfe=3)
+
+
+class Hostile:
+    """Test generator: SystemExit for sq-0, hangs for `hang` seconds on sq-1 (the first time per process),
+    repeats the first frame else. Counts instances so tests see the runner rebuild it after a timeout."""
+
+    name = "hostile"
+    instances = 0
+    hung: set[str] = set()
+
+    def __init__(self, hang: float = 30.0) -> None:
+        type(self).instances += 1
+        self.hang = float(hang)
+
+    def generate(self, request: GenerationRequest) -> GeneratedVideo:
+        if request.sample_id == "sq-0":
+            raise SystemExit("generator called sys.exit")
+        if request.sample_id == "sq-1" and request.sample_id not in self.hung:
+            self.hung.add(request.sample_id)
+            import time
+
+            time.sleep(self.hang)
+        return GeneratedVideo(frames=np.repeat(request.first_frame[None], request.num_frames, axis=0), nfe=1)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from flashbench.data.benchmark import Benchmark, BenchmarkWriter, davis_palette, label_map
+from flashbench.data.benchmark import Benchmark, BenchmarkWriter, content_hash, davis_palette, label_map
 from flashbench.data.groups import group_counts, group_for_count, parse_groups
 from flashbench.data.objects import boxes_from_masks, decode_rle, encode_rle, read_objects
 from flashbench.errors import BenchmarkError
@@ -170,3 +170,63 @@ def test_manifest_mismatch_detected_on_read(tmp_path):
         bench.read_video(bench.samples[0])
     with pytest.raises(BenchmarkError, match="objects.json masks"):
         bench.tracks(bench.samples[0])
+
+
+def test_content_hash_v1_benchmarks_still_verify(tmp_path):
+    """meta.json written before hash version 2 has no hash_version: the byte-level hash of version 1 applies."""
+    bench = write_bench(tmp_path / "b")
+    meta = json.loads((tmp_path / "b/meta.json").read_text())
+    meta.pop("hash_version")
+    meta["content_hash"] = content_hash(tmp_path / "b", bench.samples, version=1)
+    (tmp_path / "b/meta.json").write_text(json.dumps(meta))
+    old = Benchmark.load(tmp_path / "b")
+    assert old.meta.hash_version == 1 and old.compute_content_hash() == meta["content_hash"] != bench.meta.content_hash
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "/abs", "a/b", "..", ".hidden", "", "a b", "x..y"])
+def test_writer_refuses_unsafe_sample_ids(tmp_path, bad_id):
+    masks = disk_masks(3, 1)
+    writer = BenchmarkWriter(tmp_path / "b", name="t", groups=("1",))
+    with pytest.raises(BenchmarkError, match="bad sample id"):
+        writer.add(bad_id, frames_for(masks), masks, 24.0, "p", "unit")
+    assert not (tmp_path / "x").exists()
+
+
+def _edit_manifest(root, **changes):
+    record = json.loads((root / "manifest.jsonl").read_text().splitlines()[0])
+    for key, value in changes.items():
+        if key == "paths":
+            record["paths"].update(value)
+        else:
+            record[key] = value
+    (root / "manifest.jsonl").write_text(json.dumps(record) + "\n")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"id": "../../etc"}, "bad sample id"),
+    ({"paths": {"video": "../../outside.mp4"}}, "leaves"),
+    ({"paths": {"objects": "/etc/passwd"}}, "leaves"),
+])
+def test_load_refuses_path_escapes(tmp_path, change, message):
+    write_bench(tmp_path / "b")
+    _edit_manifest(tmp_path / "b", **change)
+    with pytest.raises(BenchmarkError, match=message) as e:
+        Benchmark.load(tmp_path / "b")
+    assert "manifest.jsonl:1" in str(e.value)
+
+
+def test_load_refuses_symlink_out_of_the_folder(tmp_path):
+    write_bench(tmp_path / "b")
+    (tmp_path / "secret.json").write_text("{}")
+    (tmp_path / "b/samples/a/link.json").symlink_to(tmp_path / "secret.json")
+    _edit_manifest(tmp_path / "b", paths={"objects": "samples/a/link.json"})
+    with pytest.raises(BenchmarkError, match="leaves"):
+        Benchmark.load(tmp_path / "b")
+
+
+def test_manifest_error_names_the_line(tmp_path):
+    write_bench(tmp_path / "b", samples=((1, "a"), (2, "b")))
+    lines = (tmp_path / "b/manifest.jsonl").read_text().splitlines()
+    (tmp_path / "b/manifest.jsonl").write_text(lines[0] + "\n" + lines[1][:-5] + "\n")
+    with pytest.raises(BenchmarkError, match=r"manifest.jsonl:2 is not a valid sample record"):
+        Benchmark.load(tmp_path / "b")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -20,8 +21,8 @@ from PIL import Image
 from flashbench.data.groups import DEFAULT_GROUPS, group_for_count
 from flashbench.data.objects import read_objects, write_objects
 from flashbench.data.sample import ObjectInfo, Sample, Tracks
-from flashbench.errors import BenchmarkError
-from flashbench.video import read_video, write_video
+from flashbench.errors import BenchmarkError, VideoError
+from flashbench.video import decoded_digest, read_video, write_video
 
 FORMAT_VERSION = "1"
 MANIFEST = "manifest.jsonl"
@@ -61,10 +62,34 @@ class BenchmarkMeta:
     created: str
     num_samples: int
     group_sizes: dict[str, int] = field(default_factory=dict)
+    hash_version: int = 1  # meta.json files written before version 2 have no such key
 
     @classmethod
     def from_json(cls, record: dict) -> BenchmarkMeta:
         return cls(**{**record, "groups": tuple(record["groups"])})
+
+
+HASH_VERSION = 2
+SAMPLE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_sample_id(sample_id: str) -> None:
+    """Sample ids name files and folders: letters, digits, '.', '_' and '-', starting with a letter or digit
+    (so never '', '.', '..', absolute or with a separator)."""
+    if not isinstance(sample_id, str) or not SAMPLE_ID_RE.fullmatch(sample_id) or ".." in sample_id:
+        raise BenchmarkError(
+            f"bad sample id {sample_id!r}: use letters, digits, '.', '_' and '-' only (no '..', no '/')"
+        )
+
+
+def inside(root: Path, relative: str, what: str) -> Path:
+    """`root / relative`, refusing a path that is absolute or resolves outside `root` (e.g. through '..' or a
+    symlink)."""
+    root = Path(root)
+    path = root / relative
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(root.resolve()):
+        raise BenchmarkError(f"{what} {relative!r} leaves {root}; paths in a benchmark must stay inside its folder")
+    return path
 
 
 def _sha256_file(path: Path) -> str:
@@ -75,15 +100,46 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def content_hash(root: Path, samples: list[Sample]) -> str:
-    """sha256 over samples sorted by id: each manifest record, then every file of its folder (path + sha256)."""
+def _file_digest(path: Path) -> str:
+    """What a file means, not its bytes: decoded yuv420p planes of a video (the benchmark stores lossless H.264,
+    whose planes are reproducible though its bytes are not), decoded pixels of a PNG, canonical JSON; bytes for
+    anything else, and for a file that cannot be decoded (the hash then differs; `validate` says why)."""
+    try:
+        return _decoded_digest(path)
+    except (VideoError, OSError, ValueError):
+        return f"undecodable:{_sha256_file(path)}"
+
+
+def _decoded_digest(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        digest, count, height, width = decoded_digest(path)
+        return f"video:{count}x{height}x{width}:{digest}"
+    if suffix == ".png":
+        with Image.open(path) as image:
+            pixels = np.asarray(image)
+            mode = image.mode
+        return f"png:{mode}:{pixels.shape}:{hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()}"
+    if suffix == ".json":
+        canonical = json.dumps(json.loads(path.read_text()), sort_keys=True, separators=(",", ":"))
+        return f"json:{hashlib.sha256(canonical.encode()).hexdigest()}"
+    return f"bytes:{_sha256_file(path)}"
+
+
+def content_hash(root: Path, samples: list[Sample], version: int = HASH_VERSION) -> str:
+    """sha256 over samples sorted by id: each manifest record (canonical JSON), then every file of its folder
+    (relative path + digest). Version 2 digests what a file means (`_file_digest`), so the same build gives the
+    same hash on any machine; version 1 (benchmarks built before it) digests file bytes."""
+    if version not in (1, 2):
+        raise BenchmarkError(f"unknown content hash version {version}; upgrade flashbench")
+    digest = _file_digest if version == 2 else (lambda f: _sha256_file(f))
     h = hashlib.sha256()
     for sample in sorted(samples, key=lambda s: s.id):
         h.update(json.dumps(sample.to_json(), sort_keys=True).encode())
         folder = root / "samples" / sample.id
         for f in sorted(p for p in folder.rglob("*") if p.is_file()):
             h.update(f.relative_to(root).as_posix().encode())
-            h.update(_sha256_file(f).encode())
+            h.update(digest(f).encode())
     return h.hexdigest()
 
 
@@ -104,13 +160,28 @@ class Benchmark:
                 raise BenchmarkError(f"{root} is not a benchmark ({name} missing); build one with `flashbench build`")
         try:
             meta = BenchmarkMeta.from_json(json.loads((root / META).read_text()))
-            lines = (root / MANIFEST).read_text().splitlines()
-            samples = [Sample.from_json(json.loads(line)) for line in lines if line.strip()]
         except (json.JSONDecodeError, TypeError, KeyError) as e:
-            raise BenchmarkError(f"{root}: unreadable manifest or meta ({e}); rebuild the benchmark") from None
-        ids = [s.id for s in samples]
-        if len(set(ids)) != len(ids):
-            raise BenchmarkError(f"{root}: duplicate sample ids in {MANIFEST}; rebuild the benchmark")
+            raise BenchmarkError(f"{root / META} is unreadable ({e}); rebuild the benchmark") from None
+        samples: list[Sample] = []
+        seen: set[str] = set()
+        for number, line in enumerate((root / MANIFEST).read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{root / MANIFEST}:{number}"
+            try:
+                sample = Sample.from_json(json.loads(line))
+            except (json.JSONDecodeError, TypeError, KeyError, ValueError) as e:
+                raise BenchmarkError(f"{where} is not a valid sample record ({e}); fix that line or rebuild") from None
+            try:
+                check_sample_id(sample.id)
+                for key, relative in sample.paths.items():
+                    inside(root, relative, f"paths.{key}")
+            except BenchmarkError as e:
+                raise BenchmarkError(f"{where}: {e}") from None
+            if sample.id in seen:
+                raise BenchmarkError(f"{where}: duplicate sample id {sample.id!r}; rebuild the benchmark")
+            seen.add(sample.id)
+            samples.append(sample)
         return cls(root, meta, samples)
 
     def __len__(self) -> int:
@@ -133,7 +204,7 @@ class Benchmark:
         return out
 
     def path(self, sample: Sample, key: str) -> Path:
-        return self.root / sample.paths[key]
+        return inside(self.root, sample.paths[key], f"{sample.id}: paths.{key}")
 
     def read_video(self, sample: Sample) -> np.ndarray:
         frames = read_video(self.path(sample, "video"))
@@ -156,7 +227,7 @@ class Benchmark:
         return tracks
 
     def compute_content_hash(self) -> str:
-        return content_hash(self.root, self.samples)
+        return content_hash(self.root, self.samples, self.meta.hash_version)
 
 
 class BenchmarkWriter:
@@ -198,6 +269,7 @@ class BenchmarkWriter:
         group = group_for_count(n, self.groups)
         if group is None:
             return None
+        check_sample_id(sample_id)
         if any(s.id == sample_id for s in self.samples):
             raise BenchmarkError(f"duplicate sample id {sample_id!r}")
         visible = masks.any(axis=(2, 3))
@@ -217,7 +289,7 @@ class BenchmarkWriter:
         rel = f"samples/{sample_id}"
         folder = self.root / rel
         (folder / "masks").mkdir(parents=True)
-        write_video(folder / "video.mp4", frames, fps)
+        write_video(folder / "video.mp4", frames, fps, lossless=True)
         Image.fromarray(frames[0]).save(folder / "first_frame.png")
         palette = davis_palette()
         for i in range(t):
@@ -257,7 +329,8 @@ class BenchmarkWriter:
             version=FORMAT_VERSION,
             groups=self.groups,
             build=self.build,
-            content_hash=content_hash(self.root, self.samples),
+            content_hash=content_hash(self.root, self.samples, HASH_VERSION),
+            hash_version=HASH_VERSION,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             num_samples=len(self.samples),
             group_sizes=sizes,

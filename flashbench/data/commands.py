@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flashbench.cli import size_arg
+from flashbench.cli import folder_arg, positive_float, positive_int, size_arg
 from flashbench.errors import BenchmarkError
 
 
@@ -14,12 +14,12 @@ def _list(text: str) -> list[str]:
 
 
 def _add_filter_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, required=True, help="benchmark folder to write")
-    p.add_argument("--fps", type=float, help="resample to this frame rate (default: native)")
-    p.add_argument("--frames", type=int, help="exact number of frames per video (default: native length)")
+    p.add_argument("--out", type=folder_arg, required=True, help="benchmark folder to write")
+    p.add_argument("--fps", type=positive_float, help="resample to this frame rate (default: native)")
+    p.add_argument("--frames", type=positive_int, help="exact number of frames per video (default: native length)")
     p.add_argument("--frames-mode", choices=("uniform", "first"), default="uniform",
                    help="how --frames shortens a longer video: spread over it, or keep the first frames")  # fmt: skip
-    p.add_argument("--min-frames", type=int, help="videos shorter than this are padded (--pad) or dropped (--drop)")
+    p.add_argument("--min-frames", type=positive_int, help="videos shorter than this are padded (--pad) or dropped (--drop)")
     pad = p.add_mutually_exclusive_group()
     pad.add_argument("--pad", dest="pad", action="store_true", help="pad short videos by repeating the last frame")
     pad.add_argument("--drop", dest="pad", action="store_false", help="drop short videos (default)")
@@ -27,7 +27,7 @@ def _add_filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-area", type=float, default=0.0, help="drop objects whose mean area ratio is below this")
     p.add_argument("--max-area", type=float, default=1.0, help="drop objects whose mean area ratio is above this")
     p.add_argument("--groups", default="1,2,3,4,5,6+", help="object-count groups (default 1,2,3,4,5,6+)")
-    p.add_argument("--per-group-cap", type=int, help="keep at most K videos per group")
+    p.add_argument("--per-group-cap", type=positive_int, help="keep at most K videos per group")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it is not empty")
 
 
@@ -111,10 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kinds = build.add_subparsers(dest="builder", required=True)
 
     syn = kinds.add_parser("synthetic", help="procedural videos of moving textured shapes")
-    syn.add_argument("--out", type=Path, required=True, help="benchmark folder to write")
-    syn.add_argument("--videos-per-group", type=int, default=8)
-    syn.add_argument("--frames", type=int, default=121)
-    syn.add_argument("--fps", type=float, default=24.0)
+    syn.add_argument("--out", type=folder_arg, required=True, help="benchmark folder to write")
+    syn.add_argument("--videos-per-group", type=positive_int, default=8)
+    syn.add_argument("--frames", type=positive_int, default=121)
+    syn.add_argument("--fps", type=positive_float, default=24.0)
     syn.add_argument("--size", type=size_arg, default=(256, 256), help="HxW, even (default 256x256)")
     syn.add_argument("--groups", default="1,2,3,4,5,6+")
     syn.add_argument("--seed", type=int, default=0)
@@ -126,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     davis.add_argument("--resolution", default="480p")
     davis.add_argument("--sequences", help="comma-separated sequence names (default: all)")
     davis.add_argument("--captions", type=Path, help="JSON {sequence: prompt} (default: prompt from the name)")
-    davis.add_argument("--source-fps", type=float, default=24.0, help="frame rate of the DAVIS frames (24)")
+    davis.add_argument("--source-fps", type=positive_float, default=24.0, help="frame rate of the DAVIS frames (24)")
     _add_filter_args(davis)
     davis.set_defaults(func=_davis)
 

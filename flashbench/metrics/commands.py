@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flashbench.cli import positive_int
 from flashbench.errors import FlashBenchError, VideoError, WeightsError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     fid = sub.add_parser("fid", help="FID between two folders of videos or frame folders")
     _add_pair_args(fid, batch_size=32)
-    fid.add_argument("--stride", type=int, default=1, help="use every N-th frame (default 1: all frames)")
+    fid.add_argument("--stride", type=positive_int, default=1, help="use every N-th frame (default 1: all frames)")
     fid.set_defaults(func=_fid)
 
     fvd = sub.add_parser("fvd", help="FVD between two folders of videos or frame folders")
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fvd.add_argument(
         "--clip-len", type=int, default=16, help="frames per I3D clip (0: each whole video is one clip)"
     )
-    fvd.add_argument("--clip-stride", type=int, help="frames between clip starts (default: --clip-len)")
+    fvd.add_argument("--clip-stride", type=positive_int, help="frames between clip starts (default: --clip-len)")
     fvd.set_defaults(func=_fvd)
 
 
@@ -51,7 +52,7 @@ def _add_pair_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("a", type=Path, help="folder of videos or of frame folders")
     p.add_argument("b", type=Path, help="folder of videos or of frame folders")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size, help=f"batch size (default {batch_size})")
 
 
 def _names(names: list[str]) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flashbench.cli import folder_arg, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
@@ -12,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="evaluated run folders (row order)")
     report.add_argument(
-        "--out", type=Path, required=True, help="report folder (index.html, leaderboard.md, ...)"
+        "--out", type=folder_arg, required=True, help="report folder (index.html, leaderboard.md, ...)"
     )
     report.add_argument(
         "--base", type=Path, default=None, help="also write an ablation table against this run"
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         help="gallery samples per object-count group (0: no gallery)",
     )
-    report.add_argument("--n-boot", type=int, default=10000, help="paired bootstrap resamples (with --base)")
+    report.add_argument("--n-boot", type=positive_int, default=10000, help="paired bootstrap resamples (with --base)")
     report.set_defaults(func=_report)
 
     compare = subparsers.add_parser(
@@ -37,14 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--base", type=Path, default=None, help="base run (default: the first RUN)")
     compare.add_argument(
         "--out",
-        type=Path,
+        type=folder_arg,
         default=Path("reports/compare"),
         help="where compare.{md,csv,json} go (default: reports/compare)",
     )
     compare.add_argument(
         "--allow-mixed", action="store_true", help="compare runs on different benchmark content"
     )
-    compare.add_argument("--n-boot", type=int, default=10000, help="paired bootstrap resamples")
+    compare.add_argument("--n-boot", type=positive_int, default=10000, help="paired bootstrap resamples")
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     compare.set_defaults(func=_compare)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from flashbench.report.leaderboard import COLUMNS
-from flashbench.report.runs import RunRecord
+from flashbench.report.runs import ReportError, RunRecord
 from flashbench.report.stats import paired_bootstrap
 from flashbench.report.tables import Cell, Table, fmt_delta, fmt_value, is_missing, to_markdown
 
@@ -38,7 +38,14 @@ def paired_values(run: RunRecord, base: RunRecord, key: str) -> tuple[list[str],
 
 
 def compare_runs(runs: list[RunRecord], base: RunRecord, n_boot: int = 10000, seed: int = 0) -> dict:
-    """Comparison record: per run and metric the value, base value, delta, and the paired test where defined."""
+    """Comparison record: per run and metric the value, base value, delta, and the paired test where defined.
+    Runs scored on different benchmark content cannot be compared: ReportError."""
+    for run in runs:
+        if run.bench_hash != base.bench_hash:
+            raise ReportError(
+                f"{run.path} was made on benchmark content {str(run.bench_hash)[:12]}, {base.path} on "
+                f"{str(base.bench_hash)[:12]}: compare only runs of the same benchmark"
+            )
     rows = []
     for run in runs:
         is_base = run is base

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flashbench.errors import FlashBenchError
+from flashbench.run_files import RunError, read_json
 
 METRICS = ("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds")
 
@@ -77,12 +78,10 @@ class RunRecord:
 
 
 def _read_json(path: Path, hint: str) -> dict:
-    if not path.is_file():
-        raise ReportError(f"{path} is missing; {hint}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path} is not valid JSON ({e}); {hint}") from None
+        return read_json(path, hint)
+    except RunError as e:
+        raise ReportError(str(e)) from None
 
 
 def load_run(path: Path) -> RunRecord:
