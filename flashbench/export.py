@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flashbench import atomic
+from flashbench.atomic import atomic_path
 from flashbench.errors import FlashBenchError
 from flashbench.generators.base import CONDITIONS
 
@@ -95,21 +96,11 @@ def magicmotion_inputs(first_frame: np.ndarray, masks: np.ndarray, boxes: np.nda
     return image, render_condition(masks49, condition, boxes49)
 
 
-def _replace(path: Path, write) -> None:
-    """Call write(temp_path), then rename the temp file onto `path` (a reader never sees a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_png(path: Path, image: np.ndarray) -> None:
     from PIL import Image
 
-    _replace(Path(path), lambda tmp: Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG"))
+    with atomic_path(Path(path)) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
 
 
 def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
@@ -118,7 +109,7 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _replace(Path(path), lambda tmp: tmp.write_text(buffer.getvalue()))
+    atomic.write_text(Path(path), buffer.getvalue())
 
 
 def _settings(bench: Benchmark, fmt: str, condition: str, seed: int, limit: int | None) -> dict:
@@ -182,8 +173,7 @@ def export(bench: Benchmark, out: Path, fmt: str, condition: str = "mask", seed:
             else:
                 image, fps = request.first_frame, sample.fps
                 tmap = render_condition(request.masks, condition, request.boxes)
-            objects = bench.path(sample, "objects").read_bytes()
-            _replace(out / paths["objects"], lambda tmp, data=objects: tmp.write_bytes(data))
+            atomic.write_bytes(out / paths["objects"], bench.path(sample, "objects").read_bytes())
             write_png(out / paths["first_frame"], image)
             write_video(out / paths["trajectory_map"], tmap, fps)
         output = f"{OUTPUTS}/{sample.id}.mp4"
