@@ -9,26 +9,59 @@ Weights come either as two checkpoints (flashmotion.checkpoint format):
     generator_checkpoint=DIR   stage-2 export: its `backbone/transformer` is the FastGenerator (its adapter, if
                                any, is ignored)
     adapter_checkpoint=DIR     stage-1 export: its `adapter.safetensors` is the SlowAdapter
-or as one combined checkpoint=DIR whose transformer is the FastGenerator and whose adapter is the SlowAdapter.
-The VAE, text encoder and tokenizer come from the generator checkpoint when saved there, else from model_path,
-else from the adapter checkpoint's backbone when that one is complete (the tiny preset saves all four).
+or as one combined checkpoint=DIR whose transformer is the FastGenerator and whose adapter is the SlowAdapter
+(e.g. the "SlowAdapter directly" ablation's export). The VAE, text encoder and tokenizer come from the generator
+checkpoint when saved there, else from model_path, else from the adapter checkpoint's backbone when that one is
+complete (the tiny preset saves all four).
 
-    flashbench generate --generator "dmd-resnet generator_checkpoint=RUNS/stage2_dmd/export \
-        adapter_checkpoint=RUNS/stage1_adapter/export" ...
+Two checkpoints are combined as a *view*: a temporary checkpoint folder whose flashmotion.json names the
+SlowAdapter and the FastGenerator's saved components, with links to their files, which FlashMotion's own loader
+then reads (strictly: an adapter that does not fit the transformer is a one-line error). Nothing is copied.
+
+    flashbench generate --generator "dmd-resnet generator_checkpoint=runs/tiny/stage2_dmd/export \
+        adapter_checkpoint=runs/tiny/stage1_adapter/export" ...
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_model
-
 from baselines.multistep import ADAPTER_KIND, require_adapter
 from flashbench.generators.base import GeneratedVideo, GenerationRequest
-from flashmotion.checkpoint import ADAPTER_WEIGHTS, BACKBONE_DIR, read_config
+from flashmotion.checkpoint import ADAPTER_WEIGHTS, BACKBONE_DIR, CONFIG_NAME, read_config
 from flashmotion.errors import CheckpointError, ModelConfigError
-from flashmotion.generator import DTYPES, FlashMotion
+from flashmotion.generator import FlashMotion
+from flashmotion.models.backbone import SUBFOLDERS
+
+
+def combined_view(generator_checkpoint: Path, adapter_checkpoint: Path, directory: Path) -> dict[str, Any]:
+    """Write into `directory` a checkpoint made of `generator_checkpoint`'s backbone components and
+    `adapter_checkpoint`'s adapter (symlinks to their files, a new flashmotion.json); returns that config."""
+    gen_cfg, adapter_cfg = read_config(generator_checkpoint), read_config(adapter_checkpoint)
+    if gen_cfg["preset"] != adapter_cfg["preset"]:
+        raise ModelConfigError(f"{generator_checkpoint} is for preset {gen_cfg['preset']!r} but {adapter_checkpoint} "
+                               f"for {adapter_cfg['preset']!r}; pass checkpoints of one preset")
+    saved = list(gen_cfg["backbone_components"])
+    if "transformer" not in saved:
+        raise CheckpointError(f"{generator_checkpoint} saves no transformer, so it is not a stage-2 FastGenerator "
+                              "export; pass the stage2_dmd export as generator_checkpoint")
+    weights = Path(adapter_checkpoint) / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"missing {weights}; the adapter checkpoint is incomplete, export it again")
+    (directory / BACKBONE_DIR).mkdir(parents=True)
+    for name in saved:
+        os.symlink((Path(generator_checkpoint) / BACKBONE_DIR / name).resolve(), directory / BACKBONE_DIR / name)
+    os.symlink(weights.resolve(), directory / ADAPTER_WEIGHTS)
+    config = {**gen_cfg, "adapter": adapter_cfg["adapter"],
+              "metadata": {"combined": "dmd-resnet", "generator_checkpoint": str(generator_checkpoint),
+                           "adapter_checkpoint": str(adapter_checkpoint), "generator": gen_cfg["metadata"],
+                           "adapter": adapter_cfg["metadata"]}}
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return config
 
 
 class DMDResNet(FlashMotion):
@@ -40,86 +73,39 @@ class DMDResNet(FlashMotion):
     def __init__(self, generator_checkpoint: str | None = None, adapter_checkpoint: str | None = None,
                  **args: Any) -> None:
         super().__init__(**args)
+        s = self.settings
         separate = (generator_checkpoint, adapter_checkpoint)
-        if self.settings.checkpoint is not None and any(separate):
+        if s.checkpoint is not None and any(separate):
             raise ModelConfigError("dmd-resnet takes checkpoint=DIR or generator_checkpoint=DIR "
                                    "adapter_checkpoint=DIR, not both")
-        if self.settings.checkpoint is None and not all(separate):
+        if s.checkpoint is None and not all(separate):
             raise ModelConfigError(
                 "dmd-resnet needs generator_checkpoint=DIR (stage-2 FastGenerator, configs/<preset>/stage2_dmd.yaml) "
                 "and adapter_checkpoint=DIR (stage-1 SlowAdapter, configs/<preset>/stage1_adapter.yaml), "
                 "or one combined checkpoint=DIR"
             )
-        self.generator_checkpoint = None if generator_checkpoint is None else Path(generator_checkpoint)
-        self.adapter_checkpoint = None if adapter_checkpoint is None else Path(adapter_checkpoint)
+        self.sources = ({"checkpoint": s.checkpoint} if s.checkpoint is not None else
+                        {"generator_checkpoint": str(generator_checkpoint), "adapter_checkpoint": str(adapter_checkpoint)})
+        self._view = None
+        if s.checkpoint is None:
+            self._view = tempfile.TemporaryDirectory(prefix="dmd-resnet-")  # removed with the generator
+            config = combined_view(Path(generator_checkpoint), Path(adapter_checkpoint), Path(self._view.name))
+            s.checkpoint = self._view.name
+            adapter_cfg = read_config(adapter_checkpoint)
+            if (s.model_path is None and not set(config["backbone_components"]) >= set(SUBFOLDERS)
+                    and set(adapter_cfg["backbone_components"]) >= set(SUBFOLDERS)):
+                s.model_path = str(Path(adapter_checkpoint) / BACKBONE_DIR)  # encoders from the stage-1 export
+        config = read_config(s.checkpoint)
+        if config["preset"] != s.preset:
+            raise ModelConfigError(f"{self.sources} are for preset {config['preset']!r}, not {s.preset!r}; "
+                                   "pass preset=... to match")
+        require_adapter(config["adapter"]["kind"], str(adapter_checkpoint or s.checkpoint), self.name)
 
     @property
     def steps(self) -> int:
         return self.sampler.steps
 
-    def load(self):
-        if self._model is None:
-            if self.settings.checkpoint is not None:
-                model = super().load()
-                self._model = None
-            else:
-                model = self._combine()
-            require_adapter(getattr(model[1], "kind", None), str(self.adapter_checkpoint or self.settings.checkpoint),
-                            self.name)
-            self._model = model
-        return self._model
-
-    def _combine(self):
-        """(backbone with the FastGenerator's transformer, SlowAdapter loaded strictly for it)."""
-        from flashmotion.models.adapters import build_adapter
-        from flashmotion.models.backbone import SUBFOLDERS, WanBackbone, load_component
-        from flashmotion.models.presets import get_preset
-
-        s = self.settings
-        dtype = DTYPES[s.dtype]
-        gen_dir, adapter_dir = self.generator_checkpoint, self.adapter_checkpoint
-        gen_cfg, adapter_cfg = read_config(gen_dir), read_config(adapter_dir)
-        for directory, config in ((gen_dir, gen_cfg), (adapter_dir, adapter_cfg)):
-            if config["preset"] != s.preset:
-                raise ModelConfigError(f"checkpoint {directory} is for preset {config['preset']!r}, not {s.preset!r}; "
-                                       "pass preset=... to match")
-        kind, options = adapter_cfg["adapter"]["kind"], adapter_cfg["adapter"]["options"]
-        require_adapter(kind, str(adapter_dir), self.name)  # before loading any weights
-        saved = set(gen_cfg["backbone_components"])
-        if "transformer" not in saved:
-            raise CheckpointError(f"{gen_dir} saves no transformer, so it is not a stage-2 FastGenerator export; "
-                                  "pass the stage2_dmd export as generator_checkpoint")
-        if saved >= set(SUBFOLDERS):
-            rest = gen_dir / BACKBONE_DIR
-        elif s.model_path is not None:
-            rest = Path(s.model_path)
-        elif set(adapter_cfg["backbone_components"]) >= set(SUBFOLDERS):
-            rest = adapter_dir / BACKBONE_DIR
-        else:
-            raise CheckpointError(f"{gen_dir} holds only {sorted(saved)} and {adapter_dir} no full backbone; pass "
-                                  "model_path=DIR (a local Wan2.2-TI2V-5B-Diffusers folder) for the rest")
-        parts = {name: load_component(gen_dir / BACKBONE_DIR if name in saved else rest, name, dtype)
-                 for name in SUBFOLDERS}
-        backbone = WanBackbone(**parts, max_sequence_length=get_preset(s.preset).max_sequence_length,
-                               preset=s.preset).to(s.device).eval()
-        adapter = build_adapter(kind, backbone.transformer, **options)
-        weights = adapter_dir / ADAPTER_WEIGHTS
-        if not weights.is_file():
-            raise CheckpointError(f"missing {weights}; the adapter checkpoint is incomplete, export it again")
-        mismatch = f"the SlowAdapter {weights} does not fit the FastGenerator of {gen_dir}"
-        try:
-            missing, unexpected = load_model(adapter, str(weights), strict=False, device=str(s.device))
-        except RuntimeError as e:  # shape mismatch: the two checkpoints come from different backbones
-            raise CheckpointError(f"{mismatch} ({str(e).splitlines()[-1].strip()})") from None
-        if missing or unexpected:
-            raise CheckpointError(f"{mismatch} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-        return backbone, adapter.eval()
-
     def generate(self, request: GenerationRequest) -> GeneratedVideo:
         video = super().generate(request)
-        if self.settings.checkpoint is not None:
-            video.extra["checkpoint"] = str(self.settings.checkpoint)
-        else:
-            video.extra["generator_checkpoint"] = str(self.generator_checkpoint)
-            video.extra["adapter_checkpoint"] = str(self.adapter_checkpoint)
+        video.extra.update(self.sources)
         return video

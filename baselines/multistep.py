@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flashmotion.checkpoint import read_config
 from flashmotion.errors import ModelConfigError
 from flashmotion.generator import WanAdapter
 
@@ -41,17 +42,9 @@ class WanResNet(WanAdapter):
                 "wan-resnet needs checkpoint=DIR, the stage-1 SlowAdapter (flashmotion train --config "
                 "configs/<preset>/stage1_adapter.yaml); use wan-adapter for an untrained adapter"
             )
+        require_adapter(read_config(self.settings.checkpoint)["adapter"]["kind"], str(self.settings.checkpoint),
+                        self.name)
 
     @property
     def steps(self) -> int:
         return self.sampler.steps
-
-    def load(self):
-        if self._model is None:
-            _, adapter = super().load()
-            try:
-                require_adapter(getattr(adapter, "kind", None), str(self.settings.checkpoint), self.name)
-            except ModelConfigError:
-                self._model = None  # never keep a model that failed the check
-                raise
-        return self._model

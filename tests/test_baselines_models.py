@@ -44,6 +44,9 @@ def test_dmd_resnet_runs_the_fast_transformer_with_the_slow_adapter(checkpoints)
     frames = check_output(video, request)
     assert video.nfe == 4 and dmd.steps == 4 and video.denoise_seconds > 0
     assert video.extra["generator_checkpoint"] == str(c["stage2"])
+    view = Path(dmd.settings.checkpoint)  # the combined view: links, no copies
+    assert (view / "adapter.safetensors").resolve() == (c["stage1"] / "adapter.safetensors").resolve()
+    assert (view / "backbone" / "transformer").resolve() == (c["stage2"] / "backbone" / "transformer").resolve()
     # the same weights saved as one checkpoint give the same video, through FlashMotion and dmd-resnet alike
     assert np.array_equal(FlashMotion(checkpoint=str(c["combined"])).generate(request).frames, frames)
     assert np.array_equal(DMDResNet(checkpoint=str(c["combined"])).generate(request).frames, frames)
@@ -59,16 +62,12 @@ def test_dmd_resnet_refuses_incomplete_or_mismatched_checkpoints(checkpoints):
         DMDResNet(adapter_checkpoint=str(c["stage1"]))
     with pytest.raises(ModelConfigError, match="not both"):
         DMDResNet(checkpoint=str(c["combined"]), generator_checkpoint=str(c["stage2"]))
-    no_transformer = DMDResNet(generator_checkpoint=str(c["controlnet"]), adapter_checkpoint=str(c["stage1"]))
     with pytest.raises(CheckpointError, match="not a stage-2 FastGenerator"):
-        no_transformer.load()
-    controlnet = DMDResNet(generator_checkpoint=str(c["stage2"]), adapter_checkpoint=str(c["controlnet"]),
-                           model_path=str(c["stage1"] / "backbone"))
+        DMDResNet(generator_checkpoint=str(c["controlnet"]), adapter_checkpoint=str(c["stage1"]))
     with pytest.raises(ModelConfigError, match="needs a resnet adapter"):
-        controlnet.load()
+        DMDResNet(generator_checkpoint=str(c["stage2"]), adapter_checkpoint=str(c["controlnet"]))
     with pytest.raises(ModelConfigError, match="preset"):
-        DMDResNet(generator_checkpoint=str(c["stage2"]), adapter_checkpoint=str(c["stage1"]),
-                  preset="wan2.2-ti2v-5b").load()
+        DMDResNet(generator_checkpoint=str(c["stage2"]), adapter_checkpoint=str(c["stage1"]), preset="wan2.2-ti2v-5b")
 
 
 def test_wan_resnet_is_the_fifty_step_cfg_teacher_with_a_required_resnet_checkpoint(checkpoints):
@@ -82,10 +81,8 @@ def test_wan_resnet_is_the_fifty_step_cfg_teacher_with_a_required_resnet_checkpo
     assert np.array_equal(short.frames, same.frames)
     with pytest.raises(ModelConfigError, match="needs checkpoint=DIR"):
         WanResNet()
-    controlnet = WanResNet(checkpoint=str(c["controlnet"]), model_path=str(c["stage1"] / "backbone"))
-    for _ in range(2):  # a failed check is never cached as a loaded model
-        with pytest.raises(ModelConfigError, match="needs a resnet adapter"):
-            controlnet.load()
+    with pytest.raises(ModelConfigError, match="needs a resnet adapter"):  # checked before loading any weights
+        WanResNet(checkpoint=str(c["controlnet"]), model_path=str(c["stage1"] / "backbone"))
 
 
 def test_baselines_load_through_flashbench_specs(checkpoints):
