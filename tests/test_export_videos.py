@@ -33,7 +33,6 @@ VIDEOS = "flashbench.generators.videos:Videos"
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     return make_bench(tmp_path_factory.mktemp("export") / "bench", counts=(1, 2, 2), frames=6, size=64)
-    # (x264 gives the same bytes for the same frames only from 64 px up; 32x32 videos differ run to run)
 
 
 def _fill_with_ground_truth(bench, index: dict, out: Path) -> None:

@@ -101,7 +101,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    return make_bench(tmp_path_factory.mktemp("mm") / "bench", counts=(1, 2), frames=6, size=64)  # x264: >= 64 px for same bytes
+    return make_bench(tmp_path_factory.mktemp("mm") / "bench", counts=(1, 2), frames=6, size=64)
 
 
 def test_box_run_end_to_end_writes_magicmotion_inputs_and_maps_frames_back(bench, tmp_path):
