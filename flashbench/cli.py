@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "flashbench.metrics.commands",  # weights fetch|list|verify, fid, fvd
     "flashbench.harness_commands",  # generate, evaluate, demo
     "flashbench.report.commands",  # report, compare
+    "flashbench.export_commands",  # export
 )
 
 

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--gen-arg", action="append", default=[], metavar="KEY=VALUE",
                      help="generator argument (repeatable; value typed as YAML)")
     gen.add_argument("--out", type=folder_arg, required=True, help="run folder")
-    gen.add_argument("--condition", default="mask", choices=CONDITIONS)
+    gen.add_argument("--condition", default=CONDITIONS[0], choices=CONDITIONS)
     gen.add_argument("--seed", type=int, default=0, help="run seed (per-sample seeds derive from it)")
     gen.add_argument("--shard", default="0/1", help="i/N: generate every N-th sample starting at i (0-based)")
     gen.add_argument("--limit", type=positive_int, default=None, help="only the first N samples of the benchmark")

@@ -271,6 +271,8 @@ def generate(
             frames = check_output(video, request)
             write_video(out / VIDEOS / f"{sample.id}.mp4", frames, sample.fps)
             record.update(nfe=int(video.nfe), denoise_seconds=float(video.denoise_seconds))
+            if video.extra.get("warnings"):  # e.g. the `videos` generator resampling a mismatched file
+                record["warnings"] = [str(w) for w in video.extra["warnings"]]
         except KeyboardInterrupt:
             raise
         except _Abandoned as e:

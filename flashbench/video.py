@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +21,12 @@ import torch.nn.functional as F
 from flashbench.atomic import atomic_path
 from flashbench.errors import VideoError
 
+# x264's AVX-512 kernels encode the same input to different bitstreams now and then (on this AMD EPYC with PyAV
+# 18's x264: up to 14 different files out of 15 encodes of one 6-frame clip, for lossy and lossless alike).
+# Capped at AVX2, x264 gave identical bytes in every trial at the same speed (tests/test_video_determinism.py).
+_X264_ASM = {
+    machine: "MMX2,SSE,SSE2,SSE2Fast,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2" for machine in ("x86_64", "AMD64")
+}
 _FIX = "re-encode it (ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4) or regenerate it"
 
 
@@ -133,10 +140,11 @@ def write_video(
     """Write (T, H, W, 3) uint8 frames as H.264 yuv420p mp4, atomically (temp file, then rename).
 
     lossless=True (x264 qp 0, what benchmarks store) makes the decoded yuv420p planes exactly
-    `rgb_to_yuv420p(frame)` on any machine. The bytes of the file are NOT reproducible: even single-threaded,
-    PyAV 18.1's libx264 gives a different bitstream for the same input now and then (measured: 1 to 4 of 15
-    writes of a 64x64 clip; with x264's asm off, 0 of 180, so SIMD code is the likely cause). Hash decoded
-    frames (`decoded_digest`), never mp4 bytes.
+    `rgb_to_yuv420p(frame)` on any machine. Even single-threaded, PyAV 18.1's libx264 gave a different bitstream
+    for the same input now and then (1 to 4 of 15 writes of a 64x64 clip; 0 of 180 with asm off): its AVX-512
+    kernels, which `_X264_ASM` leaves out on x86-64, so the same frames now give the same file on one machine.
+    Other machines (other x264 builds, other SIMD) may still differ: hash decoded frames (`decoded_digest`),
+    never mp4 bytes.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -154,6 +162,8 @@ def write_video(
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.codec_context.thread_count = 1
         stream.options = {**quality, "preset": preset}
+        if platform.machine() in _X264_ASM:
+            stream.options = {**stream.options, "x264-params": f"asm={_X264_ASM[platform.machine()]}"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")))
         container.mux(stream.encode())
