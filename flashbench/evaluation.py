@@ -41,6 +41,7 @@ from flashbench.data.objects import boxes_from_masks, write_objects
 from flashbench.data.sample import Sample
 from flashbench.errors import VideoError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings, real_cache_dir
+from flashbench.metrics.frechet_interval import METHOD as FRECHET_INTERVAL_METHOD
 from flashbench.metrics.iou import box_iou, mask_iou, summarize
 from flashbench.run_files import (
     FEATURES,
@@ -232,7 +233,7 @@ def evaluate(
     ok = [records[s.id] for s in samples if s.id in records and records[s.id]["status"] == "ok"]
 
     def block(scored: list[dict], real_samples: list[Sample]) -> dict:
-        return metrics_block(scored, generation, gen_feats, [real[s.id] for s in real_samples],
+        return metrics_block(scored, generation, gen_feats, {s.id: real[s.id] for s in real_samples},
                              settings.bootstrap, settings.seed)
 
     overall = block(ok, bench.samples)
@@ -252,9 +253,9 @@ def evaluate(
             **features.settings.describe(),
             "segmenter": seg_info,
             "iou": {"convention": IOU_CONVENTION},
-            "bootstrap": {"n": settings.bootstrap, "seed": settings.seed, "ci": "95% percentile",
-                          "fid_fvd": "resample generated videos; real set fixed",
-                          "iou": "resample samples"},
+            "bootstrap": {"n": settings.bootstrap, "seed": settings.seed, "ci": "95%",
+                          "fid_fvd": FRECHET_INTERVAL_METHOD,
+                          "iou": "percentile bootstrap: resample samples with replacement"},
         },
         "provenance": provenance.collect(
             device=settings.device,
