@@ -82,6 +82,7 @@ class EvalSettings:
     device: str = "cpu"
     fid_stride: int = 1
     clip_len: int = 16
+    fvd_protocol: str = "clips"  # or "whole-video" (flashbench.eval_features.FVD_PROTOCOLS)
     bootstrap: int = 1000  # resamples for the 95% CIs; 0 skips them
     seed: int = 0
 
@@ -273,7 +274,8 @@ def evaluate(
 
 def build_features(settings: EvalSettings) -> FeatureExtractor:
     """The FID/FVD feature extractor `settings` asks for."""
-    return FeatureExtractor(FeatureSettings(settings.fid_stride, settings.clip_len, settings.device))
+    return FeatureExtractor(FeatureSettings(settings.fid_stride, settings.clip_len, settings.device,
+                                            settings.fvd_protocol))
 
 
 def build_segmenter(settings: EvalSettings):

@@ -47,7 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam/sam2 need one)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--fid-stride", type=int, default=1, help="use every K-th frame for FID")
-    ev.add_argument("--clip-len", type=int, default=16, help="frames per FVD clip")
+    ev.add_argument("--fvd-protocol", default="clips", choices=("clips", "whole-video"),
+                    help="clips: non-overlapping --clip-len-frame clips, one FVD row each (default); whole-video: "
+                    "one I3D clip and row per video, the TF/StyleGAN-V reference protocol")
+    ev.add_argument("--clip-len", type=int, default=16, help="frames per FVD clip (--fvd-protocol clips)")
     ev.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for 95%% CIs")
     ev.add_argument("--no-bootstrap", action="store_true", help="skip the confidence intervals")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -97,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     settings = EvalSettings(
         segmenter=args.segmenter, segmenter_checkpoint=args.segmenter_checkpoint, device=args.device,
-        fid_stride=args.fid_stride, clip_len=args.clip_len, bootstrap=0 if args.no_bootstrap else args.bootstrap,
+        fid_stride=args.fid_stride, clip_len=args.clip_len, fvd_protocol=args.fvd_protocol, bootstrap=0 if args.no_bootstrap else args.bootstrap,
         seed=args.seed,
     )
     launch = torchrun_launch()
