@@ -77,7 +77,7 @@ def evaluate_distributed(
     import torch.distributed as dist
 
     device = rank_device(settings.device, launch.local_rank)
-    settings = replace(settings, device=device)
+    local = replace(settings, device=device)
     nccl = device.startswith("cuda")
     if nccl:
         torch.cuda.set_device(torch.device(device))
@@ -90,11 +90,12 @@ def evaluate_distributed(
         if launch.rank == 0:
             check_run(bench, Path(run))  # merges generation shard logs while no other rank reads them
         barrier()
-        segmenter, features = build_segmenter(settings), build_features(settings)
-        evaluate(bench, run, settings, segmenter, features, progress=progress, shard=launch.shard, finalize=False)
+        segmenter, features = build_segmenter(local), build_features(local)
+        evaluate(bench, run, local, segmenter, features, progress=progress, shard=launch.shard, finalize=False)
         barrier()
         if launch.rank != 0:
             return None
+        # the settings as given (`cuda`, not `cuda:0`), so provenance reads as a one-process run's
         return evaluate(bench, run, settings, segmenter, features, progress=progress)
     finally:
         dist.destroy_process_group()

@@ -66,6 +66,7 @@ from flashbench.runner import SCHEMA_VERSION, Shard, selected_samples
 from flashbench.video import read_video
 from flashbench.weights import sha256_file
 
+UNSHARDED = Shard()
 IOU_CONVENTION = (
     "DAVIS J per object per frame: frames before the object's first visible (prompt) frame not scored; "
     "both empty = 1; one empty = 0; mean over scored frames, then objects, then samples; box IoU of the "
@@ -184,7 +185,7 @@ def evaluate(
     features: FeatureExtractor | None = None,
     real_cache: Path | None = None,
     progress: bool = True,
-    shard: Shard = Shard(),
+    shard: Shard = UNSHARDED,
     finalize: bool = True,
 ) -> dict | None:
     """Evaluate `run` on `bench`, write samples.jsonl, tracks/, features/ and results.json; return the results.
@@ -197,12 +198,13 @@ def evaluate(
     started = time.perf_counter()
     run = Path(run)
     info, samples, generation = check_run(bench, run)
-    features = features or build_features(settings)
-    segmenter = segmenter or build_segmenter(settings)
+    features = features if features is not None else build_features(settings)
+    segmenter = segmenter if segmenter is not None else build_segmenter(settings)
     seg_info = segmenter.describe()
     seg_key = _key(seg_info)
     (run / TRACKS).mkdir(exist_ok=True)
-    if shard.count == 1 and len(log_files(run, SAMPLES)) > 1:
+    folded = shard.count == 1 and any(p.name != SAMPLES for p in log_files(run, SAMPLES))
+    if folded:  # shard logs of an earlier sharded evaluate
         merge_logs(run, SAMPLES, [s.id for s in samples])
     done = merged_records(run, SAMPLES)
     log = run / shard_log_name(shard.index, shard.count, SAMPLES)
@@ -229,6 +231,8 @@ def evaluate(
         if not finalize or not _all_scored(run, todo, seg_key):
             return None
         return evaluate(bench, run, settings, segmenter, features, real_cache, progress)  # fold + aggregate
+    if folded:  # samples the shards left are appended after the folded ones: back to benchmark order
+        merge_logs(run, SAMPLES, [s.id for s in samples])
 
     t0 = time.perf_counter()
     ok = [records[s.id] for s in samples if s.id in records and records[s.id]["status"] == "ok"]

@@ -94,6 +94,16 @@ def test_two_shards_run_one_after_another_equal_one_process(unsharded, component
             assert np.array_equal(a, b)
 
 
+def test_one_shard_then_an_unsharded_evaluate_equals_one_process(unsharded, components, tmp_path):
+    bench, generated, one, _ = unsharded
+    segmenter, features = components
+    run = shutil.copytree(generated, tmp_path / "partly")
+    kwargs = dict(segmenter=segmenter, features=features, real_cache=tmp_path / "real", progress=False)
+    assert evaluate(bench, run, SETTINGS, shard=Shard(1, 2), **kwargs) is None
+    evaluate(bench, run, SETTINGS, **kwargs)  # scores samples 0 and 2 after folding shard 1's sample 1
+    _assert_same_as_one_process(run, one)
+
+
 def test_torchrun_with_gloo_equals_one_process(unsharded, tmp_path):
     bench, generated, one, root = unsharded
     run = shutil.copytree(generated, tmp_path / "torchrun")

@@ -18,7 +18,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 
 from flashbench.aggregate import metrics_block
 from flashbench.data.objects import read_objects
-from flashbench.errors import WeightsError
+from flashbench.errors import FlashBenchError, WeightsError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings
 from flashbench.evaluation import EvalSettings, evaluate
 from flashbench.metrics.frechet import fid_from_features
@@ -225,3 +225,23 @@ def test_metrics_block_never_averages_in_missing_values():
     empty = metrics_block([], generation, feats, real, n_boot=100, seed=0)
     assert empty["n"] == 0 and empty["mask_iou"] is None and empty["nfe"] is None
     assert "no scored samples in this group" in empty["notes"]
+
+
+def test_whole_video_fvd_protocol_is_recorded_and_gives_one_row_per_video(evaluated, components, tmp_path):
+    from dataclasses import replace
+
+    bench, runs, results, _ = evaluated
+    run = shutil.copytree(runs["static"], tmp_path / "static")
+    clips_key = str(np.load(run / "features" / f"{bench.samples[0].id}.npz")["fvd_key"])
+    features = FeatureExtractor(FeatureSettings(clip_len=FRAMES, fvd_protocol="whole-video"))
+    res = evaluate(bench, run, replace(SETTINGS, fvd_protocol="whole-video"), segmenter=components[0],
+                   features=features, real_cache=tmp_path / "real", progress=False)
+    fvd = res["settings"]["fvd"]
+    assert fvd["protocol"] == "whole-video" and fvd["clip_len"] == "whole video" and "TF" in fvd["protocol_text"]
+    for sample in bench.samples:
+        cached = np.load(run / "features" / f"{sample.id}.npz")
+        assert cached["fvd"].shape == (1, 400) and str(cached["fvd_key"]) != clips_key  # not reused
+    # 10-frame videos are one 10-frame clip either way: the same I3D input, the same FVD
+    assert res["overall"]["fvd"] == pytest.approx(results["static"]["overall"]["fvd"], rel=1e-9)
+    with pytest.raises(FlashBenchError, match="--fvd-protocol"):
+        FeatureSettings(fvd_protocol="clips16")
