@@ -78,7 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse `argv` and call the chosen handler; a FlashBenchError becomes `error: <message>` and exit code 2."""
+    """Parse `argv` and call the chosen handler; a FlashBenchError becomes `error: <message>` and exit code 2.
+
+    A leading `--` is dropped: `torchrun ... -m flashbench.cli -- evaluate --run R` needs it (torchrun's own
+    parser rejects `--run` as an ambiguous abbreviation of its --run-path), and some Python versions pass it on.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

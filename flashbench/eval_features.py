@@ -26,6 +26,14 @@ from flashbench.errors import FlashBenchError
 
 FID_WEIGHTS = "inception-fid"
 FVD_WEIGHTS = "i3d-kinetics400"
+# How a video becomes FVD rows. "clips": non-overlapping clips of clip_len frames (trailing frames that fill no
+# clip unused), each clip one row, so a 121-frame video gives 7 rows of 16 frames. "whole-video": the whole video
+# is one I3D clip and one row, as the TF FVD reference (Unterthiner et al.) and StyleGAN-V feed their videos.
+FVD_PROTOCOLS = ("clips", "whole-video")
+FVD_PROTOCOL_TEXT = {
+    "clips": "I3D on non-overlapping {clip_len}-frame clips, one feature row per clip",
+    "whole-video": "I3D on each whole video, one feature row per video (the TF / StyleGAN-V reference protocol)",
+}
 
 
 def real_cache_dir(content_hash: str) -> Path:
@@ -35,11 +43,13 @@ def real_cache_dir(content_hash: str) -> Path:
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """fid_stride: use every K-th frame for FID; clip_len: frames per I3D clip for FVD."""
+    """fid_stride: use every K-th frame for FID; fvd_protocol: one of FVD_PROTOCOLS; clip_len: frames per I3D
+    clip for the "clips" protocol."""
 
     fid_stride: int = 1
     clip_len: int = 16
     device: str = "cpu"
+    fvd_protocol: str = "clips"
 
     def __post_init__(self) -> None:
         from flashbench.metrics.fvd import MIN_CLIP_LEN
@@ -48,14 +58,23 @@ class FeatureSettings:
             raise FlashBenchError(f"--fid-stride must be >= 1, got {self.fid_stride}")
         if self.clip_len < MIN_CLIP_LEN:
             raise FlashBenchError(f"--clip-len must be >= {MIN_CLIP_LEN} (I3D's temporal downsampling), got {self.clip_len}")
+        if self.fvd_protocol not in FVD_PROTOCOLS:
+            raise FlashBenchError(f"unknown --fvd-protocol {self.fvd_protocol!r}: use one of {', '.join(FVD_PROTOCOLS)}")
+
+    @property
+    def whole_video(self) -> bool:
+        return self.fvd_protocol == "whole-video"
 
     def describe(self) -> dict:
         """The `settings.fid` / `settings.fvd` blocks of results.json."""
         return {
             "fid": {"model": "pytorch-fid InceptionV3 pool3 (TF inception-2015-12-05)", "dims": 2048,
                     "stride": self.fid_stride, "resize": 299, "range": "[-1,1]", "weights": FID_WEIGHTS},
-            "fvd": {"model": "I3D Kinetics-400 logits", "dims": 400, "clip_len": self.clip_len,
-                    "clip_stride": self.clip_len, "resize": 224, "range": "[-1,1]", "weights": FVD_WEIGHTS},
+            "fvd": {"model": "I3D Kinetics-400 logits", "dims": 400, "protocol": self.fvd_protocol,
+                    "protocol_text": FVD_PROTOCOL_TEXT[self.fvd_protocol].format(clip_len=self.clip_len),
+                    "clip_len": "whole video" if self.whole_video else self.clip_len,
+                    "clip_stride": None if self.whole_video else self.clip_len,
+                    "resize": 224, "range": "[-1,1]", "weights": FVD_WEIGHTS},
         }
 
     def weight_hashes(self) -> dict[str, str]:
@@ -93,7 +112,8 @@ class FeatureExtractor:
             else:
                 from flashbench.metrics.fvd import I3DFeatures
 
-                self._models[kind] = I3DFeatures(device=self.settings.device, clip_len=self.settings.clip_len)
+                clip_len = None if self.settings.whole_video else self.settings.clip_len
+                self._models[kind] = I3DFeatures(device=self.settings.device, clip_len=clip_len)
         return self._models[kind]
 
     def _compute(self, kind: str, video) -> np.ndarray:

@@ -10,6 +10,14 @@ results.json with provenance.
 Resumable: samples already in samples.jsonl and features already cached are reused when they were computed
 from the same video file (sha256) with the same segmenter/feature settings; anything else is recomputed. Samples are always aggregated in benchmark order, so a resumed evaluation writes the same
 metric values, to the byte, as an uninterrupted one.
+
+Sharded (`shard=Shard(i, N)`, `flashbench evaluate --shard i/N`): shard i scores every N-th generated sample
+(and computes every N-th real video's features) and logs to RUN/samples.shard-i-of-N.jsonl, as generate's shards
+do (flashbench.run_files). When every sample has a current record (same segmenter, same video file), the
+shard logs are folded into samples.jsonl in benchmark order and the run is aggregated by the unsharded code
+path, whose per-sample work is then all cache hits: results.json and samples.jsonl are the bytes one process
+writes, apart from provenance (timings, time, command). `finalize=False` leaves the folding to a later call
+(flashbench.distributed_eval: rank 0 does it after a barrier).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from flashbench.data.sample import Sample
 from flashbench.data.verify import Verify, verify_benchmark
 from flashbench.errors import VideoError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings, real_cache_dir
+from flashbench.metrics.frechet_interval import METHOD as FRECHET_INTERVAL_METHOD
 from flashbench.metrics.iou import box_iou, mask_iou, summarize
 from flashbench.run_files import (
     FEATURES,
@@ -46,16 +55,19 @@ from flashbench.run_files import (
     append_jsonl,
     generation_logs,
     generation_records,
-    latest_by_id,
+    log_files,
     merge_generation,
+    merge_logs,
+    merged_records,
     read_json,
-    read_jsonl,
+    shard_log_name,
     write_json,
 )
-from flashbench.runner import SCHEMA_VERSION, selected_samples
+from flashbench.runner import SCHEMA_VERSION, Shard, selected_samples
 from flashbench.video import read_video
 from flashbench.weights import sha256_file
 
+UNSHARDED = Shard()
 IOU_CONVENTION = (
     "DAVIS J per object per frame: frames before the object's first visible (prompt) frame not scored; "
     "both empty = 1; one empty = 0; mean over scored frames, then objects, then samples; box IoU of the "
@@ -73,6 +85,7 @@ class EvalSettings:
     device: str = "cpu"
     fid_stride: int = 1
     clip_len: int = 16
+    fvd_protocol: str = "clips"  # or "whole-video" (flashbench.eval_features.FVD_PROTOCOLS)
     bootstrap: int = 1000  # resamples for the 95% CIs; 0 skips them
     seed: int = 0
 
@@ -120,10 +133,10 @@ def _read_generated(run: Path, sample: Sample) -> np.ndarray:
 
 def _evaluate_sample(
     bench: Benchmark, run: Path, sample: Sample, gen: dict, previous: dict, segmenter, seg_key: str,
-    features: FeatureExtractor, timings: dict[str, float],
+    features: FeatureExtractor, timings: dict[str, float], log: Path,
 ) -> tuple[dict, dict[str, np.ndarray] | None]:
     """Score one generated video (or reuse its record made from the same file and segmenter) and get its
-    features; a VideoError becomes an error record (appended to samples.jsonl, features None)."""
+    features; a VideoError becomes an error record (appended to `log`, features None)."""
     path = run / VIDEOS / f"{sample.id}.mp4"
     video_sha = sha256_file(path) if path.is_file() else None
     video = functools.cache(functools.partial(_read_generated, run, sample))  # decoded at most once
@@ -138,14 +151,14 @@ def _evaluate_sample(
             timings["segment_seconds"] += time.perf_counter() - t0
             record = {**base, "status": "ok", "error": None, "mask_iou": None, "box_iou": None, **scored,
                       "denoise_seconds": gen["denoise_seconds"], "nfe": gen["nfe"]}
-            append_jsonl(run / SAMPLES, record)
+            append_jsonl(log, record)
         t0 = time.perf_counter()
         feats = features.get(run / FEATURES / f"{sample.id}.npz", video, source=video_sha or "")
         timings["features_seconds"] += time.perf_counter() - t0
         return record, feats
     except VideoError as e:  # this video cannot be scored: logged, listed, never averaged in
         record = {**base, "status": "error", "error": str(e)}
-        append_jsonl(run / SAMPLES, record)
+        append_jsonl(log, record)
         return record, None
 
 
@@ -175,33 +188,39 @@ def evaluate(
     features: FeatureExtractor | None = None,
     real_cache: Path | None = None,
     progress: bool = True,
+    shard: Shard = UNSHARDED,
+    finalize: bool = True,
     verify: Verify | str = Verify.AUTO,
-) -> dict:
+) -> dict | None:
     """Evaluate `run` on `bench`, write samples.jsonl, tracks/, features/ and results.json; return the results.
 
     segmenter / features: prebuilt components (else built from `settings`). real_cache: folder for the real
-    videos' features (default $FLASHBENCH_HOME/features/<benchmark content hash>).
+    videos' features (default $FLASHBENCH_HOME/features/<benchmark content hash>). shard: score only that
+    shard (see the module docstring); returns None while other shards' samples are still unscored, or always
+    when `finalize` is False.
     """
     started = time.perf_counter()
     run = Path(run)
     info, samples, generation = check_run(bench, run)
     verified = verify_benchmark(bench, verify)
-    features = features or FeatureExtractor(FeatureSettings(settings.fid_stride, settings.clip_len, settings.device))
-    if segmenter is None:
-        from flashbench.metrics.segment.base import load_segmenter
-
-        segmenter = load_segmenter(settings.segmenter, settings.device, settings.segmenter_checkpoint, progress=False)
+    features = features if features is not None else build_features(settings)
+    segmenter = segmenter if segmenter is not None else build_segmenter(settings)
     seg_info = segmenter.describe()
     seg_key = _key(seg_info)
     (run / TRACKS).mkdir(exist_ok=True)
-    done = latest_by_id(read_jsonl(run / SAMPLES))
+    folded = shard.count == 1 and any(p.name != SAMPLES for p in log_files(run, SAMPLES))
+    if folded:  # shard logs of an earlier sharded evaluate
+        merge_logs(run, SAMPLES, [s.id for s in samples])
+    done = merged_records(run, SAMPLES)
+    log = run / shard_log_name(shard.index, shard.count, SAMPLES)
     timings = {"segment_seconds": 0.0, "features_seconds": 0.0, "real_features_seconds": 0.0}
     records: dict[str, dict] = {}
     gen_feats: dict[str, dict[str, np.ndarray]] = {}
     todo = [s for s in samples if generation[s.id]["status"] == "ok"]
-    for sample in tqdm(todo, desc=f"evaluate {info.get('name')}", unit="video", disable=not progress):
+    label = f"evaluate {info.get('name')}" + (f" [shard {shard.index}/{shard.count}]" if shard.count > 1 else "")
+    for sample in tqdm(shard.select(todo), desc=label, unit="video", disable=not progress):
         record, feats = _evaluate_sample(bench, run, sample, generation[sample.id], done.get(sample.id, {}),
-                                         segmenter, seg_key, features, timings)
+                                         segmenter, seg_key, features, timings, log)
         records[sample.id] = record
         if feats is not None:
             gen_feats[sample.id] = feats
@@ -211,15 +230,21 @@ def evaluate(
     real = {
         s.id: features.get(cache / f"{s.id}.npz", lambda s=s: bench.path(s, "video"),
                            source=sha256_file(bench.path(s, "video")))
-        for s in tqdm(bench.samples, desc="real features", unit="video", disable=not progress)
+        for s in tqdm(shard.select(bench.samples), desc="real features", unit="video", disable=not progress)
     }
     timings["real_features_seconds"] = time.perf_counter() - t0
+    if shard.count > 1:
+        if not finalize or not _all_scored(run, todo, seg_key):
+            return None
+        return evaluate(bench, run, settings, segmenter, features, real_cache, progress)  # fold + aggregate
+    if folded:  # samples the shards left are appended after the folded ones: back to benchmark order
+        merge_logs(run, SAMPLES, [s.id for s in samples])
 
     t0 = time.perf_counter()
     ok = [records[s.id] for s in samples if s.id in records and records[s.id]["status"] == "ok"]
 
     def block(scored: list[dict], real_samples: list[Sample]) -> dict:
-        return metrics_block(scored, generation, gen_feats, [real[s.id] for s in real_samples],
+        return metrics_block(scored, generation, gen_feats, {s.id: real[s.id] for s in real_samples},
                              settings.bootstrap, settings.seed)
 
     overall = block(ok, bench.samples)
@@ -239,9 +264,9 @@ def evaluate(
             **features.settings.describe(),
             "segmenter": seg_info,
             "iou": {"convention": IOU_CONVENTION},
-            "bootstrap": {"n": settings.bootstrap, "seed": settings.seed, "ci": "95% percentile",
-                          "fid_fvd": "resample generated videos; real set fixed",
-                          "iou": "resample samples"},
+            "bootstrap": {"n": settings.bootstrap, "seed": settings.seed, "ci": "95%",
+                          "fid_fvd": FRECHET_INTERVAL_METHOD,
+                          "iou": "percentile bootstrap: resample samples with replacement"},
         },
         "provenance": provenance.collect(
             device=settings.device,
@@ -256,6 +281,33 @@ def evaluate(
     }
     write_json(run / RESULTS, results)
     return results
+
+
+def build_features(settings: EvalSettings) -> FeatureExtractor:
+    """The FID/FVD feature extractor `settings` asks for."""
+    return FeatureExtractor(FeatureSettings(settings.fid_stride, settings.clip_len, settings.device,
+                                            settings.fvd_protocol))
+
+
+def build_segmenter(settings: EvalSettings):
+    """The segmenter `settings` asks for (WeightsError naming the fetch command when its weights are missing)."""
+    from flashbench.metrics.segment.base import load_segmenter
+
+    return load_segmenter(settings.segmenter, settings.device, settings.segmenter_checkpoint, progress=False)
+
+
+def _all_scored(run: Path, todo: list[Sample], seg_key: str) -> bool:
+    """Whether every sample in `todo` has a record, in any samples log, made with this segmenter from the
+    current video file (what the unsharded pass reuses instead of scoring again)."""
+    records = merged_records(run, SAMPLES)
+    for sample in todo:
+        r = records.get(sample.id)
+        path = run / VIDEOS / f"{sample.id}.mp4"
+        if r is None or r.get("segmenter_key") != seg_key:
+            return False
+        if r.get("video_sha256") != (sha256_file(path) if path.is_file() else None):
+            return False
+    return True
 
 
 def _segmenter_weights(info: dict) -> dict[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flashbench.cli import folder_arg, positive_float, positive_int, size_arg
 from flashbench.errors import FlashBenchError
+from flashbench.eval_features import FVD_PROTOCOLS
 from flashbench.generators.base import CONDITIONS
 from flashbench.metrics.segment.base import SEGMENTERS
 
@@ -43,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a run: segmenter IoU per sample, FID/FVD per group and overall, results.json",
         description="Resumable: reuses RUN/samples.jsonl and RUN/features/ entries; real-video features are "
-        "cached under $FLASHBENCH_HOME/features/<benchmark content hash>/.",
+        "cached under $FLASHBENCH_HOME/features/<benchmark content hash>/. With --shard i/N each shard scores "
+        "every N-th sample into RUN/samples.shard-i-of-N.jsonl; the shard that completes the set writes "
+        "results.json. Under torchrun (`torchrun --nproc-per-node G -m flashbench.cli -- evaluate ... --device "
+        "cuda`) rank r takes shard r/G on cuda:LOCAL_RANK and rank 0 writes results.json.",
     )
     ev.add_argument("--bench", type=Path, required=True, help="benchmark folder the run was generated on")
     ev.add_argument("--run", type=Path, required=True, help="run folder written by `flashbench generate`")
@@ -51,10 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam/sam2 need one)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--fid-stride", type=positive_int, default=1, help="use every K-th frame for FID")
-    ev.add_argument("--clip-len", type=positive_int, default=16, help="frames per FVD clip")
-    ev.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="bootstrap resamples for 95%% CIs")
+    ev.add_argument("--fvd-protocol", default="clips", choices=FVD_PROTOCOLS,
+                    help="clips: non-overlapping --clip-len-frame clips, one FVD row each (default); whole-video: "
+                    "one I3D clip and row per video, the TF/StyleGAN-V reference protocol")
+    ev.add_argument("--clip-len", type=positive_int, default=16, help="frames per FVD clip (--fvd-protocol clips)")
+    ev.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="interval resamples for 95%% CIs")
     ev.add_argument("--no-bootstrap", action="store_true", help="skip the confidence intervals")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ev.add_argument("--shard", default=None, help="i/N: score every N-th sample starting at i (0-based)")
     ev.add_argument("--allow-errors", action="store_true",
                     help="exit 0 even when some samples failed (they are listed in results.json, never scored)")
     _add_verify_args(ev)
@@ -108,14 +116,30 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from flashbench.data.benchmark import Benchmark
+    from flashbench.distributed_eval import evaluate_distributed, torchrun_launch
     from flashbench.evaluation import EvalSettings, evaluate
+    from flashbench.runner import Shard
 
     settings = EvalSettings(
         segmenter=args.segmenter, segmenter_checkpoint=args.segmenter_checkpoint, device=args.device,
-        fid_stride=args.fid_stride, clip_len=args.clip_len, bootstrap=0 if args.no_bootstrap else args.bootstrap,
+        fid_stride=args.fid_stride, clip_len=args.clip_len, fvd_protocol=args.fvd_protocol, bootstrap=0 if args.no_bootstrap else args.bootstrap,
         seed=args.seed,
     )
-    results = evaluate(Benchmark.load(args.bench), args.run, settings, verify=args.verify)
+    launch = torchrun_launch()
+    if launch is not None and args.shard is not None:
+        raise FlashBenchError("--shard and torchrun both split the samples; use one of them")
+    bench = Benchmark.load(args.bench)
+    if launch is not None:
+        results = evaluate_distributed(bench, args.run, settings, launch, verify=args.verify)
+        if results is None:  # rank > 0: rank 0 prints and writes results.json
+            return 0
+    else:
+        shard = Shard.parse(args.shard or "0/1")
+        results = evaluate(bench, args.run, settings, shard=shard, verify=args.verify)
+        if results is None:
+            print(f"shard {shard.index}/{shard.count} scored into {args.run}; results.json is written by the "
+                  "shard that completes the set")
+            return 0
     o = results["overall"]
 
     def fmt(v: float | None, digits: int = 2) -> str:

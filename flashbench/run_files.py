@@ -2,8 +2,9 @@
 
 JSONL logs are append-only. A process killed mid-append leaves at most one partial last line; readers skip it
 and the next append cuts it off first, so every complete line survives and no line is ever half-read.
-With `--shard i/N`, shard i appends to `generation.shard-i-of-N.jsonl`; readers merge all of them with
-`generation.jsonl` (a later record for the same id wins) and `merge_generation` folds them into one file.
+With `--shard i/N`, shard i appends to `<log>.shard-i-of-N.jsonl` (`generation` for generate, `samples` for
+evaluate); readers merge all of them with `<log>.jsonl` (a later record for the same id wins) and `merge_logs`
+folds them into one file, in the benchmark's order, so the merged file is the one a single process writes.
 """
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ RESULTS = "results.json"
 VIDEOS = "videos"
 TRACKS = "tracks"
 FEATURES = "features"
-_SHARD_RE = re.compile(r"^generation\.shard-(\d+)-of-(\d+)\.jsonl$")
 
 
 class RunError(FlashBenchError):
     """A run folder is missing files, or belongs to another generator/benchmark."""
 
 
-def shard_log_name(index: int, count: int) -> str:
-    """Generation log of one shard (the plain log when there is a single shard)."""
-    return GENERATION if count == 1 else f"generation.shard-{index}-of-{count}.jsonl"
+def shard_log_name(index: int, count: int, log: str = GENERATION) -> str:
+    """The log (GENERATION or SAMPLES) of one shard: the plain log when there is a single shard."""
+    return log if count == 1 else f"{log.removesuffix('.jsonl')}.shard-{index}-of-{count}.jsonl"
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -88,11 +88,13 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def generation_logs(run: Path) -> list[Path]:
-    """generation.jsonl then the shard logs (sorted), those that exist."""
+def log_files(run: Path, log: str = GENERATION) -> list[Path]:
+    """The plain log (GENERATION or SAMPLES) then its shard logs (sorted), those that exist."""
     run = Path(run)
-    shards = sorted(p for p in run.glob("generation.shard-*.jsonl") if _SHARD_RE.match(p.name))
-    return [p for p in [run / GENERATION, *shards] if p.is_file()]
+    stem = re.escape(log.removesuffix(".jsonl"))
+    shard = re.compile(rf"^{stem}\.shard-\d+-of-\d+\.jsonl$")
+    shards = sorted(p for p in run.glob(f"{log.removesuffix('.jsonl')}.shard-*.jsonl") if shard.match(p.name))
+    return [p for p in [run / log, *shards] if p.is_file()]
 
 
 def latest_by_id(records: Iterable[dict]) -> dict[str, dict]:
@@ -104,21 +106,36 @@ def latest_by_id(records: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
-def generation_records(run: Path) -> dict[str, dict]:
-    """Merged view of every generation log of the run: the latest record per sample id."""
-    return latest_by_id(r for log in generation_logs(run) for r in read_jsonl(log))
+def merged_records(run: Path, log: str = GENERATION) -> dict[str, dict]:
+    """Merged view of a log and its shard logs: the latest record per sample id."""
+    return latest_by_id(r for path in log_files(run, log) for r in read_jsonl(path))
 
 
-def merge_generation(run: Path, order: list[str] | None = None) -> Path:
-    """Fold the shard logs into generation.jsonl (latest record per id, in `order` when given) and delete them."""
+def merge_logs(run: Path, log: str = GENERATION, order: list[str] | None = None) -> Path:
+    """Fold the shard logs into the plain log (latest record per id, in `order` when given) and delete them."""
     run = Path(run)
-    logs = generation_logs(run)
-    records = generation_records(run)
+    paths = log_files(run, log)
+    records = merged_records(run, log)
     if order is not None:
         rank = {sid: i for i, sid in enumerate(order)}
         records = dict(sorted(records.items(), key=lambda kv: rank.get(kv[0], len(rank))))
-    atomic.write_text(run / GENERATION, "".join(json.dumps(r) + "\n" for r in records.values()))
-    for log in logs:
-        if log.name != GENERATION:
-            log.unlink(missing_ok=True)
-    return run / GENERATION
+    atomic.write_text(run / log, "".join(json.dumps(r) + "\n" for r in records.values()))
+    for path in paths:
+        if path.name != log:
+            path.unlink(missing_ok=True)
+    return run / log
+
+
+def generation_logs(run: Path) -> list[Path]:
+    """generation.jsonl then the generation shard logs (sorted), those that exist."""
+    return log_files(run, GENERATION)
+
+
+def generation_records(run: Path) -> dict[str, dict]:
+    """Merged view of every generation log of the run: the latest record per sample id."""
+    return merged_records(run, GENERATION)
+
+
+def merge_generation(run: Path, order: list[str] | None = None) -> Path:
+    """Fold the generation shard logs into generation.jsonl (see `merge_logs`)."""
+    return merge_logs(run, GENERATION, order)

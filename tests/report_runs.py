@@ -69,6 +69,7 @@ def make_run(
     errors: list[dict] | None = None,
     bench_hash: str | None = None,
     seed: int = 0,
+    settings: dict | None = None,
 ) -> Path:
     """Write run.json, results.json, samples.jsonl and (from `bench`) videos/ and tracks/ for every sample."""
     folder = Path(folder)
@@ -120,7 +121,7 @@ def make_run(
         },
         "overall": overall,
         "groups": groups or {},
-        "settings": {"bootstrap": {"n": 1000, "seed": 0}},
+        "settings": {"bootstrap": {"n": 1000, "seed": 0}, **(settings or {})},
         "provenance": {
             "git_commit": "0123456789abcdef",
             "git_dirty": False,

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from flashbench.aggregate import FrechetBootstrap, metrics_block
+from flashbench.aggregate import metrics_block
 from flashbench.data.objects import read_objects
-from flashbench.errors import WeightsError
+from flashbench.errors import FlashBenchError, WeightsError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings
 from flashbench.evaluation import EvalSettings, evaluate
 from flashbench.metrics.frechet import fid_from_features
-from flashbench.report.stats import bootstrap_ci, bootstrap_indices
+from flashbench.report.stats import bootstrap_ci
 from flashbench.run_files import RunError, append_jsonl
 from flashbench.runner import generate
 from flashbench.video import write_video
@@ -201,32 +201,23 @@ def test_incomplete_or_foreign_runs_are_refused(evaluated, components, tmp_path)
         _evaluate_again(evaluated, components, run)
 
 
-@pytest.mark.parametrize("real_rows", [40, 300])  # fewer and more real rows than dimensions (both code paths)
-def test_frechet_bootstrap_matches_recomputing_each_resample(real_rows):
-    rng = np.random.default_rng(1)
-    blocks = [rng.normal(size=(int(rng.integers(3, 9)), 64)) + 0.1 * i for i in range(6)]
-    real = rng.normal(size=(real_rows, 64)) * 1.3 + 0.2
-    boot = FrechetBootstrap(real)
-    gen = np.concatenate(blocks)
-    direct = calculate_frechet_distance(gen.mean(0), np.cov(gen, rowvar=False), real.mean(0), np.cov(real, rowvar=False))
-    assert boot.distance(gen) == pytest.approx(direct, rel=1e-6)  # scipy sqrtm is good to ~1e-8
-    brute = [fid_from_features(np.concatenate([blocks[i] for i in row]), real) for row in bootstrap_indices(6, 50, 3)]
-    assert boot.interval(blocks, 50, 3) == pytest.approx(list(np.percentile(brute, [2.5, 97.5])), rel=1e-8)
-
-
 def test_metrics_block_never_averages_in_missing_values():
     rng = np.random.default_rng(0)
     ids, values = "abcdef", (0.2, 0.5, 0.8, 0.4, 0.6, 0.5)
     feats = {i: {"fid": rng.normal(size=(5, 8)), "fvd": rng.normal(size=(2, 4))} for i in ids}
-    real = [{"fid": rng.normal(size=(5, 8)) + 0.5, "fvd": rng.normal(size=(2, 4))} for _ in range(4)]
+    # real videos by sample id: a..f pair with the generated ones, g's generation failed (real set only)
+    real = {i: {"fid": rng.normal(size=(5, 8)) + 0.5, "fvd": rng.normal(size=(2, 4))} for i in "abcdefg"}
     generation = {i: {"denoise_seconds": 1.0 + k, "nfe": 4} for k, i in enumerate(ids)}
     samples = [{"id": i, "mask_iou": v, "box_iou": v} for i, v in zip(ids, values, strict=True)]
     block = metrics_block(samples, generation, feats, real, n_boot=100, seed=0)
     assert block["n"] == 6 and block["mask_iou"] == pytest.approx(50) and block["denoise_seconds"] == 3.5
     gen_fid = np.concatenate([f["fid"] for f in feats.values()])
-    assert block["fid"] == pytest.approx(fid_from_features(gen_fid, np.concatenate([r["fid"] for r in real])))
+    real_fid = np.concatenate([r["fid"] for r in real.values()])
+    assert block["fid"] == pytest.approx(fid_from_features(gen_fid, real_fid))
     assert block["ci95"]["mask_iou"] == pytest.approx([100 * v for v in bootstrap_ci(values, n=100)])
-    assert block["ci95"]["fid"][0] < block["ci95"]["fid"][1]
+    for kind in ("fid", "fvd"):
+        lo, hi = block["ci95"][kind]
+        assert lo <= block[kind] <= hi and lo < hi
     few = metrics_block(samples[:3], generation, feats, real, n_boot=100, seed=0)
     assert few["fid"] is not None and few["ci95"]["fid"] is None and few["ci95"]["mask_iou"] is not None
     single = metrics_block(samples[:1], generation, feats, real, n_boot=100, seed=0)
@@ -277,7 +268,27 @@ def test_box_only_objects_get_box_iou_but_no_mask_iou(tmp_path):
     generation = {i: {"denoise_seconds": 1.0, "nfe": 4} for i in "abc"}
     samples = [{"id": "a", "mask_iou": 0.4, "box_iou": 0.5}, {"id": "b", "mask_iou": None, "box_iou": 1.0},
                {"id": "c", "mask_iou": 0.6, "box_iou": 0.9}]  # fmt: skip
-    block = metrics_block(samples, generation, feats, [feats["a"], feats["b"]], n_boot=50, seed=0)
+    block = metrics_block(samples, generation, feats, feats, n_boot=50, seed=0)
     assert block["mask_iou"] == pytest.approx(50) and block["box_iou"] == pytest.approx(80)
     assert block["ci95"]["mask_iou"] == pytest.approx([100 * v for v in bootstrap_ci([0.4, 0.6], n=50)])
     assert "mask IoU over 2 of 3 samples (the others have box-only ground truth)" in block["notes"]
+
+
+def test_whole_video_fvd_protocol_is_recorded_and_gives_one_row_per_video(evaluated, components, tmp_path):
+    from dataclasses import replace
+
+    bench, runs, results, _ = evaluated
+    run = shutil.copytree(runs["static"], tmp_path / "static")
+    clips_key = str(np.load(run / "features" / f"{bench.samples[0].id}.npz")["fvd_key"])
+    features = FeatureExtractor(FeatureSettings(clip_len=FRAMES, fvd_protocol="whole-video"))
+    res = evaluate(bench, run, replace(SETTINGS, fvd_protocol="whole-video"), segmenter=components[0],
+                   features=features, real_cache=tmp_path / "real", progress=False)
+    fvd = res["settings"]["fvd"]
+    assert fvd["protocol"] == "whole-video" and fvd["clip_len"] == "whole video" and "TF" in fvd["protocol_text"]
+    for sample in bench.samples:
+        cached = np.load(run / "features" / f"{sample.id}.npz")
+        assert cached["fvd"].shape == (1, 400) and str(cached["fvd_key"]) != clips_key  # not reused
+    # 10-frame videos are one 10-frame clip either way: the same I3D input, the same FVD
+    assert res["overall"]["fvd"] == pytest.approx(results["static"]["overall"]["fvd"], rel=1e-9)
+    with pytest.raises(FlashBenchError, match="--fvd-protocol"):
+        FeatureSettings(fvd_protocol="clips16")

@@ -75,7 +75,8 @@ def _md_rows(text: str) -> list[list[str]]:
 def test_leaderboard_markdown_order_bold_ci_and_missing(report):
     out, _ = report
     text = (out / "leaderboard.md").read_text()
-    header = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
     assert header == ["Method", "Steps", "FID ↓", "FVD ↓", "M-IoU ↑", "B-IoU ↑", "s ↓"]
     rows = {r[0]: r for r in _md_rows(text)}
     assert [r[0] for r in _md_rows(text)] == ["Beta", "Alpha", "Gamma"]  # the order the runs were given
@@ -255,3 +256,40 @@ def test_reason_taken_from_metrics_notes(tmp_path):
         "[2] M-IoU ↑ of Noted: no scored samples\n" in text
         and "[3] B-IoU ↑ of Noted: no scored samples\n" in text
     )
+
+
+def test_header_states_the_fvd_protocol_and_warns_when_runs_differ(runs, tmp_path):
+    from flashbench.eval_features import FeatureSettings
+
+    _, bench, _ = runs
+    clips, whole = (FeatureSettings(clip_len=16, fvd_protocol=p).describe() for p in ("clips", "whole-video"))
+    a = make_run(tmp_path / "a", "A", bench, metrics(15.0, 120.0, 70.0, 70.0, 1.0), settings=clips)
+    b = make_run(tmp_path / "b", "B", bench, metrics(16.0, 130.0, 70.0, 70.0, 1.0), settings=clips)
+    c = make_run(tmp_path / "c", "C", bench, metrics(16.0, 130.0, 70.0, 70.0, 1.0), settings=whole)
+    index = write_report([a, b], tmp_path / "same", gallery_per_group=0)
+    head = (tmp_path / "same" / "leaderboard.md").read_text().split("|")[0]
+    assert "FID: Inception pool3 of every frame." in head
+    assert "FVD: I3D on non-overlapping 16-frame clips, one feature row per clip." in head
+    assert "--fvd-protocol whole-video" in head  # the reference protocol, by name
+    assert "FVD: I3D on non-overlapping 16-frame clips" in index.read_text().split("</header>")[0]
+    index = write_report([a, c], tmp_path / "mixed", gallery_per_group=0)
+    head = (tmp_path / "mixed" / "leaderboard.md").read_text().split("|")[0]
+    assert "FVD: WARNING, the runs differ" in head and "C: I3D on each whole video" in head
+    assert "FVD: WARNING, the runs differ" in index.read_text().split("</header>")[0]
+    record = json.loads((tmp_path / "mixed" / "leaderboard.json").read_text())
+    assert record["runs"][1]["settings"]["fvd"]["protocol"] == "whole-video"
+
+
+def test_rank_deficiency_warning_reaches_markdown_and_html(runs, tmp_path):
+    _, bench, _ = runs
+    note = ("FID: 40 samples for 2048-d features: the covariance is rank-deficient and the distance is biased; "
+            "use more samples (frames/clips) for comparable values")
+    overall = {**metrics(15.0, 120.0, 70.0, 70.0, 1.0), "notes": [note]}
+    group = {**metrics(15.0, 120.0, 70.0, 70.0, 1.0), "notes": [note.replace("40 samples", "20 samples")]}
+    run = make_run(tmp_path / "a", "A", bench, overall, {"1": group, "2": metrics(1.0, 2.0, 3.0, 4.0, 1.0)})
+    index = write_report([run], tmp_path / "r", gallery_per_group=0)
+    expected = ("Warning: A's FID has fewer feature rows than its 2048 dimensions (all: 40, 1 obj: 20 rows): the "
+                "covariance is rank-deficient")
+    assert expected in (tmp_path / "r" / "leaderboard.md").read_text()
+    assert expected.replace("'", "&#x27;") in index.read_text()
+    assert "FVD has fewer" not in index.read_text()  # only the metric whose notes say so

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flashbench.report.gallery import Gallery
 from flashbench.report.leaderboard import LABELS
+from flashbench.report.protocol import protocol_lines
 from flashbench.report.runs import RunRecord
 from flashbench.report.tables import Table, to_html
 
@@ -18,6 +19,7 @@ body { margin:0; font:14px/1.5 -apple-system,"Segoe UI",Helvetica,Arial,"DejaVu 
 header { background:#0f2540; color:#fff; padding:22px 0 18px; }
 header h1 { margin:0; font-size:22px; font-weight:600; letter-spacing:.2px; }
 header p { margin:4px 0 0; color:#c9d6e3; font-size:13px; }
+header p.protocol { font-size:12px; margin:2px 0 0; }
 main, .wrap { max-width:1180px; margin:0 auto; padding:0 24px; }
 section { margin:28px 0; }
 h2 { font-size:18px; border-bottom:1px solid var(--line); padding-bottom:6px; margin:0 0 12px; }
@@ -158,6 +160,7 @@ def render_index(
         f"Benchmark {_esc(bench['bench_name'] or '?')} · content hash <code>{_esc((bench['bench_hash'] or '?')[:12])}"
         f"</code> · {len(runs)} run{'s' if len(runs) != 1 else ''} · generated {_esc(provenance.get('created'))}"
     )
+    protocol = "".join(f'<p class="protocol">{_esc(line)}</p>' for line in protocol_lines(runs))
     body = []
     if warning:
         body.append(f'<p class="warning" role="alert">{_esc(warning)}</p>')
@@ -207,7 +210,7 @@ def render_index(
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>FlashBench report</title><style>{CSS}</style></head>
-<body><header><div class="wrap"><h1>FlashBench report</h1><p>{subtitle}</p></div></header>
+<body><header><div class="wrap"><h1>FlashBench report</h1><p>{subtitle}</p>{protocol}</div></header>
 <main>
 {chr(10).join(body)}
 </main>

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from flashbench.report.protocol import protocol_lines, rank_deficiency_notes
 from flashbench.report.runs import RunRecord
 from flashbench.report.tables import (
     MISSING,
@@ -81,7 +82,8 @@ def _metric_cells(runs: list[RunRecord], scopes: list[dict], key: str) -> list[C
 
 
 def leaderboard_table(runs: list[RunRecord]) -> Table:
-    """The overall table; notes list runs with failed samples (they are excluded, never averaged in)."""
+    """The overall table; notes list runs with failed samples (they are excluded, never averaged in) and
+    FID/FVDs computed from fewer feature rows than dimensions."""
     scopes = [r.overall for r in runs]
     columns = [_metric_cells(runs, scopes, key) for key, _, _ in COLUMNS]
     rows = []
@@ -92,7 +94,7 @@ def leaderboard_table(runs: list[RunRecord]) -> Table:
         f"{run.name}: {n} sample(s) failed and are excluded (see {run.path / 'results.json'} `errors`)."
         for run in runs
         if (n := len(run.results.get("errors") or []))
-    ]
+    ] + rank_deficiency_notes(runs)
     headers = ["Method", "Steps"] + [label for _, label, _ in COLUMNS]
     return Table(headers, rows, ["l", "r"] + ["r"] * len(COLUMNS), notes)
 
@@ -162,6 +164,7 @@ def write_leaderboard(
     out.mkdir(parents=True, exist_ok=True)
     table = leaderboard_table(runs)
     banner = f"> **{warning}**\n\n" if warning else ""
+    banner += "".join(f"{line}  \n" for line in protocol_lines(runs)) + "\n"
     (out / "leaderboard.md").write_text(banner + to_markdown(table))
     leaderboard_frame(runs).to_csv(out / "leaderboard.csv", index=False)
 
@@ -175,6 +178,7 @@ def write_leaderboard(
         "schema_version": 1,
         "columns": [{"key": k, "label": label, "better": b} for k, label, b in COLUMNS],
         "warning": warning,
+        "protocol": protocol_lines(runs),
         "runs": [
             {
                 **run.info(),
