@@ -54,3 +54,18 @@ class Optimizers:
             step=step, micro=0, generator=torch.Generator().manual_seed(seed * 100003 + step), device=torch.device("cpu"),
             rank=0, world_size=1, _optimize=self._optimize, _broadcast_int=broadcast,
         )
+
+
+def generation_request(t: int = 9, h: int = 32, w: int = 32):
+    """A 2-object box-conditioned request (moving boxes) for loading exported checkpoints as generators."""
+    import numpy as np
+
+    from flashbench.data.objects import boxes_from_masks
+    from flashbench.generators.base import GenerationRequest
+
+    masks = np.zeros((t, 2, h, w), dtype=bool)
+    for i in range(t):
+        masks[i, 0, 4:12, 2 + i : 10 + i] = True
+        masks[i, 1, 18:28, 20 - i : 28 - i] = True
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return GenerationRequest("s0", frame, "a red ball", masks, boxes_from_masks(masks), "box", t, 8.0, h, w, seed=7)
