@@ -188,6 +188,8 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
             f"batch_size {config.batch_size} must be a multiple of world size x accumulation "
             f"({env.world_size} x {config.accumulation})"
         )
+    if not resume and checkpointing.latest_checkpoint(out) is not None:
+        raise CheckpointError(f"{out} already holds checkpoints; pass --resume to continue or choose another out=DIR")
     seed_everything(config.seed + env.rank)
     device = env.device
     encoders = build_encoders(config.preset, config.model_path, config.init.get("encoders"), seed=config.seed, device=device)
@@ -222,8 +224,6 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
                 raise CheckpointError(f"{latest} was written with data order {meta['data_order']}, this run has {data_order}")
             method.load_state_dict(meta["method_state"])
             start = int(meta["step"])
-    elif env.is_main and checkpointing.latest_checkpoint(out) is not None:
-        raise CheckpointError(f"{out} already holds checkpoints; pass --resume to continue or choose another out=DIR")
     if env.is_main:
         (out / "config.json").write_text(json.dumps({"config": to_dict(config), "config_file": config_path}, indent=2) + "\n")
     log = TrainLog(out / "log.csv", start_step=start) if env.is_main else None
