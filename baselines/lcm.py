@@ -40,7 +40,7 @@ from flashmotion.sampling import NUM_TRAIN_TIMESTEPS, add_noise, make_scheduler,
 from flashmotion.train.losses import pseudo_huber
 from flashmotion.train.method import StepContext, TrainBatch
 from flashmotion.train.registry import Stage, register, role_kwargs
-from flashmotion.train.stage2_dmd import export_components
+from flashmotion.train.stage2_dmd import export_components, frozen_dtype
 
 DISTANCES = ("pseudo_huber", "mse")
 
@@ -172,9 +172,9 @@ def build(train, config: LCMConfig, encoders: Encoders, device: torch.device) ->
     """Teacher = `init.adapter` (stage-1 export: slow transformer + SlowAdapter, frozen); student = a copy."""
     if "adapter" not in train.init:
         raise ModelConfigError("lcm needs init.adapter: the stage-1 (SlowAdapter) export folder")
-    checkpoint = train.init["adapter"]
-    teacher = build_role(checkpoint=checkpoint, adapter_checkpoint=checkpoint, trainable=(), **role_kwargs(train, device))
-    student = copy.deepcopy(teacher)
+    kwargs = {"checkpoint": train.init["adapter"], "adapter_checkpoint": train.init["adapter"], **role_kwargs(train, device)}
+    teacher = build_role(trainable=(), dtype=frozen_dtype(device), **kwargs)
+    student = build_role(trainable=(), **kwargs)  # float32; LCMMethod sets what trains
     return LCMMethod(config, encoders, teacher, student, export_components(train))
 
 

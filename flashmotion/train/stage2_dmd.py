@@ -56,13 +56,15 @@ from flashmotion.train.registry import Stage, register, role_kwargs
 class DMDConfig:
     """guidance: real-score CFG weight w (standard form; 1 = no CFG); fake_score_updates: fake-score updates per
     generator update; timesteps: the few-step list before the shift warp; shift: the flow shift of the sampler
-    and of the score timesteps; score_sigma_range: clamp of the score sigmas."""
+    and of the score timesteps; score_sigma_range: clamp of the score sigmas; fake_score_lr: the fake score's
+    learning rate (null: the config's `lr`, as the generator)."""
 
     guidance: float = 5.0
     fake_score_updates: int = 5
     timesteps: list[float] = field(default_factory=lambda: [1000.0, 750.0, 500.0, 250.0])
     shift: float = 5.0
     score_sigma_range: list[float] = field(default_factory=lambda: [0.02, 0.98])
+    fake_score_lr: float | None = None
 
     def __post_init__(self) -> None:
         lo, hi = self.score_sigma_range
@@ -137,6 +139,7 @@ class DMDMethod:
         self.sigmas = sampler_sigmas(config.timesteps, config.shift)
         self.ratio = UpdateRatio({"generator": 1, "fake_score": config.fake_score_updates})
         self.updates = {"generator": 0, "fake_score": 0}
+        self.optimizer_overrides = {"fake_score": {"lr": config.fake_score_lr}} if config.fake_score_lr is not None else {}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "fake_score": self.fake_score}
@@ -200,16 +203,23 @@ def export_components(train) -> tuple[str, ...]:
     return tuple(SUBFOLDERS) if train.model_path is None else ("transformer",)
 
 
+def frozen_dtype(device: torch.device) -> torch.dtype:
+    """Frozen roles are held in bfloat16 on CUDA (they only run forward, under bf16 autocast), float32 on CPU."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
 def build(train, config: DMDConfig, encoders: Encoders, device: torch.device) -> DMDMethod:
-    """Roles: the teacher (frozen real score) from `init.teacher` or `model_path`; generator and fake score as
-    trainable copies of it."""
-    teacher = build_role(checkpoint=train.init.get("teacher"), trainable=(), **role_kwargs(train, device))
+    """Roles from `init.teacher` (or `model_path`): the frozen real score, and float32 trainable copies of it as
+    the generator and the fake score."""
+    kwargs = {"checkpoint": train.init.get("teacher"), **role_kwargs(train, device)}
+    teacher = build_role(trainable=(), dtype=frozen_dtype(device), **kwargs)
+    trainable = build_role(trainable=("transformer",), **kwargs)
     return DMDMethod(
         config,
         encoders,
-        generator=clone_role(teacher, trainable=("transformer",)),
+        generator=trainable,
         real_score=teacher,
-        fake_score=clone_role(teacher, trainable=("transformer",)),
+        fake_score=clone_role(trainable),
         export_components=export_components(train),
     )
 

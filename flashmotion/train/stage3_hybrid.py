@@ -57,7 +57,7 @@ from flashmotion.train.losses import (
 )
 from flashmotion.train.method import StepContext, TrainBatch
 from flashmotion.train.registry import Stage, register, role_kwargs
-from flashmotion.train.stage2_dmd import export_components, sample_score_sigmas, sampler_sigmas
+from flashmotion.train.stage2_dmd import export_components, frozen_dtype, sample_score_sigmas, sampler_sigmas
 
 DISCRIMINATOR_BACKBONES = ("teacher", "generator")
 
@@ -69,7 +69,7 @@ class HybridConfig:
     adapter_updates: the update ratio; disc_sigma_range: clamp of the discriminator's noise sigmas; r1_weight /
     r1_sigma: approximate R1; feature_blocks: discriminator feature blocks (null: thirds + last);
     discriminator_backbone: 'teacher' (the slow generator) or 'generator' (the frozen FastGenerator: one 5B
-    transformer fewer in memory)."""
+    transformer fewer in memory); discriminator_lr: the head's learning rate (null: the config's `lr`)."""
 
     timesteps: list[float] = field(default_factory=lambda: [1000.0, 750.0, 500.0, 250.0])
     shift: float = 5.0
@@ -83,6 +83,7 @@ class HybridConfig:
     r1_sigma: float = 0.01
     feature_blocks: list[int] | None = None
     discriminator_backbone: str = "teacher"
+    discriminator_lr: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.diffusion_loss or self.gan_loss):
@@ -135,6 +136,9 @@ class HybridMethod:
         self.sigmas = torch.tensor(sampler_sigmas(config.timesteps, config.shift))
         self.ratio = UpdateRatio({"discriminator": config.discriminator_updates, "adapter": config.adapter_updates})
         self.updates = {"adapter": 0, "discriminator": 0}
+        self.optimizer_overrides = (
+            {"discriminator": {"lr": config.discriminator_lr}} if config.discriminator_lr is not None and config.gan_loss else {}
+        )
 
     def modules(self) -> dict[str, nn.Module]:
         modules: dict[str, nn.Module] = {"adapter": self.generator.adapter}
@@ -257,8 +261,9 @@ def build(train, config: HybridConfig, encoders: Encoders, device: torch.device)
         if config.discriminator_backbone == "generator":
             backbone = generator.transformer
         else:
-            backbone = build_role(checkpoint=train.init.get("teacher"), trainable=(), **kwargs).transformer
+            backbone = build_role(checkpoint=train.init.get("teacher"), trainable=(), dtype=frozen_dtype(device), **kwargs).transformer
         discriminator = TrajectoryDiscriminator(backbone, feature_blocks=config.feature_blocks)
+        discriminator.classifier.float()  # the trained head keeps float32 master weights (bf16 autocast on CUDA)
     return HybridMethod(config, encoders, generator, discriminator, export_components(train))
 
 
