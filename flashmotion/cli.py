@@ -53,7 +53,7 @@ def _train(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace) -> int:
     from flashmotion.train.pipeline import run_pipeline
 
-    finished = run_pipeline(args.preset, Path(args.bench), Path(args.out), args.configs, args.model_path)
+    finished = run_pipeline(args.preset, Path(args.bench), Path(args.out), args.configs, args.model_path, args.until)
     print(f"pipeline {args.preset}: {len(finished)} stages finished under {args.out}")
     return 0
 
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output folder (one sub-folder per stage)")
     q.add_argument("--configs", default=None, help="folder of stage YAMLs (default configs/<preset>)")
     q.add_argument("--model-path", default=None, help="local Wan2.2-TI2V-5B-Diffusers folder (5B preset)")
+    q.add_argument("--until", default=None, help="stop after this stage or ablation (default: run all)")
     q.set_defaults(func=_pipeline)
     return parser
 

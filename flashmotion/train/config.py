@@ -58,7 +58,8 @@ curriculum); negative_prompt: the CFG negative text."""
 @dataclass
 class TrainConfig:
     """stage: registry name; preset: backbone preset; model_path: local Wan2.2-TI2V-5B-Diffusers folder; out: run
-    folder (checkpoints/, log.csv, loss.png, export/); steps: optimizer steps; batch_size: GLOBAL batch per step
+    folder (checkpoints/, log.csv, loss.png, export/); steps: optimizer steps (0: build the method and export, no
+training); batch_size: GLOBAL batch per step
     (split over ranks; times `accumulation` micro-batches); lr / weight_decay / betas / warmup_steps /
     lr_schedule: AdamW and its LR schedule (the same for every optimizer unless `method` overrides); grad_clip:
     max global grad norm per optimizer (null: none); ema: EMA decay of the trainable parameters (null: off; the
@@ -94,7 +95,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.steps >= 0, f"steps must be >= 0 (0: export only), got {self.steps}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.accumulation >= 1, f"accumulation must be >= 1, got {self.accumulation}"),
             (self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),

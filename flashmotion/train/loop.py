@@ -207,6 +207,13 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
             if isinstance(module, RoleModel):
                 distributed.shard_role(module)
                 sharded |= {id(p) for p in module.parameters()}
+    if config.steps == 0:  # export only (e.g. an ablation that combines earlier stages' weights)
+        if env.is_main:
+            for module in modules.values():
+                module.eval()
+            method.export(out / "export")
+            _write_done(out, config, env, device, None)
+        return out
     opt = Optimization(config, method, env, sharded)
 
     dataset = ClipDataset(config.data, seed=config.seed)
@@ -269,12 +276,16 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
             method.export(out / "export")
         log.plot(out / "loss.png")
         log.close()
-        record = provenance.collect(
-            device=str(device), stage=config.stage, steps=config.steps, config=to_dict(config),
-            bench_content_hash=dataset.bench.meta.content_hash, world_size=env.world_size,
-        )
-        (out / DONE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        _write_done(out, config, env, device, dataset.bench.meta.content_hash)
     return out
+
+
+def _write_done(out: Path, config: TrainConfig, env: distributed.DistEnv, device: torch.device, bench_hash: str | None) -> None:
+    record = provenance.collect(
+        device=str(device), stage=config.stage, steps=config.steps, config=to_dict(config),
+        bench_content_hash=bench_hash, world_size=env.world_size,
+    )
+    (out / DONE).write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 def is_finished(out: Path) -> bool:

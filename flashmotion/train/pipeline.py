@@ -27,24 +27,38 @@ MODEL_STAGES = ("stage1_adapter", "stage2_dmd", "stage3_hybrid")
 PRODUCES = {"stage0_vae": "encoders", "stage0_dit": "teacher", "stage1_adapter": "adapter", "stage2_dmd": "generator"}
 
 
-def plan(preset: str, configs: Path) -> list[tuple[str, Path]]:
-    """(run name, config file) in pipeline order; a missing stage config is a one-line error."""
+def plan(preset: str, configs: Path, until: str | None = None) -> list[tuple[str, Path]]:
+    """(run name, config file) in pipeline order, up to and including `until` (a stage or ablation name; None:
+    everything); a missing stage config is a one-line error."""
     stages = TINY_STAGES if preset == "tiny" else MODEL_STAGES
+    if until is not None and until in stages:
+        stages = stages[: stages.index(until) + 1]
     runs = []
     for stage in stages:
         path = configs / f"{stage}.yaml"
         if not path.is_file():
             raise ModelConfigError(f"{path} is missing; the pipeline needs one config per stage in {configs}")
         runs.append((stage, path))
-    runs += [(p.stem, p) for p in sorted(configs.glob("ablation_*.yaml"))]
-    return runs
+    if until is None or until not in stages:
+        runs += [(p.stem, p) for p in sorted(configs.glob("ablation_*.yaml"))]
+    names = [name for name, _ in runs]
+    if until is not None and until not in names:
+        raise ModelConfigError(f"--until {until!r} is not a stage of this pipeline; choose one of {names}")
+    return runs[: names.index(until) + 1] if until is not None else runs
 
 
-def run_pipeline(preset: str, bench: Path, out: Path, configs: Path | None = None, model_path: str | None = None) -> list[Path]:
-    """Run the pipeline; returns the finished stage folders."""
+def run_pipeline(
+    preset: str,
+    bench: Path,
+    out: Path,
+    configs: Path | None = None,
+    model_path: str | None = None,
+    until: str | None = None,
+) -> list[Path]:
+    """Run the pipeline (up to `until`); returns the finished stage folders."""
     configs = Path(configs) if configs is not None else Path("configs") / preset
     out = Path(out)
-    runs = plan(preset, configs)
+    runs = plan(preset, configs, until)
     finished = []
     init: dict[str, str] = {}
     for name, path in tqdm(runs, desc="pipeline", unit="stage"):
