@@ -4,7 +4,7 @@
 Order: stage0_vae -> stage0_dit (tiny only: the 5B preset starts from Wan2.2's weights) -> stage1_adapter ->
 stage2_dmd -> stage3_hybrid -> ablations (every `ablation_*.yaml` of the config folder, by name). Each stage reads
 `<configs>/<stage>.yaml`, gets `data.bench` and `out` from the pipeline and its input checkpoints (`init`) from
-the exports of the earlier stages:
+the exports of the earlier stages (and, when its config caches latents, `data.cache=<out>/cache`):
     encoders  <- stage0_vae/export            (tiny)
     teacher   <- stage0_dit/export            (tiny; the 5B teacher is model_path)
     adapter   <- stage1_adapter/export
@@ -70,6 +70,8 @@ def run_pipeline(
         if model_path is not None:
             overrides.append(f"model_path={model_path}")
         overrides += [f"init.{key}={value}" for key, value in init.items()]
+        if (data.get("data") or {}).get("cache") is not None:
+            overrides.append(f"data.cache={out / 'cache'}")  # one latent cache per pipeline, shared by its stages
         config = load_config(path, overrides)
         if is_finished(stage_out):
             tqdm.write(f"{name}: finished earlier ({stage_out}), skipped")
