@@ -1,8 +1,8 @@
 """Stage 3: the FastAdapter, the stage-1 adapter fine-tuned on the frozen FastGenerator with a hybrid objective.
 
-Roles: `generator` (the stage-2 FastGenerator's transformer, frozen, plus the stage-1 adapter, trainable) and
-`discriminator` (flashmotion.models.discriminator.TrajectoryDiscriminator: a frozen backbone transformer taken
-by reference, the slow teacher's by default, and the trainable query-token head).
+Roles: `generator` (the stage-2 FastGenerator's transformer, frozen, bf16 on CUDA, plus the stage-1 adapter,
+trainable, float32) and `discriminator` (flashmotion.models.discriminator.TrajectoryDiscriminator: a frozen
+backbone transformer taken by reference, the slow teacher's by default, and the trainable query-token head).
 
 One train step (global step s), over latent frames 1.. (frame 0 is the clean image condition):
 - real x0, per-sample sampler sigma s_i drawn from the few-step list [1000, 750, 500, 250] warped by the shift
@@ -255,7 +255,11 @@ def build(train, config: HybridConfig, encoders: Encoders, device: torch.device)
         if key not in train.init:
             raise ModelConfigError(f"stage3_hybrid needs init.{key}: the stage-{2 if key == 'generator' else 1} export folder")
     kwargs = role_kwargs(train, device)
-    generator = build_role(checkpoint=train.init["generator"], adapter_checkpoint=train.init["adapter"], trainable=("adapter",), **kwargs)
+    generator = build_role(
+        checkpoint=train.init["generator"], adapter_checkpoint=train.init["adapter"], trainable=("adapter",),
+        dtype=frozen_dtype(device), **kwargs,
+    )
+    generator.adapter.float()  # the frozen transformer may be bf16 (CUDA); the trained adapter keeps float32 weights
     discriminator = None
     if config.gan_loss:
         if config.discriminator_backbone == "generator":
