@@ -148,10 +148,11 @@ class LCMMethod:
         if self.config.guidance != 1.0 and batch.cond.negative_embeds is None:
             raise ModelConfigError("lcm with guidance != 1 needs negative prompt embeddings; set data.negative_prompt")
         loss = self.consistency_loss(batch.latents, batch.cond, ctx)
-        logs = {"loss/consistency": loss.item(), **ctx.optimize("student", loss)}
-        if ctx.micro == 0:  # one target update per optimizer step
+        stepped = ctx.optimize("student", loss)  # empty on non-final micro-batches (no optimizer step yet)
+        if stepped:
             self.update_target()
             self.updates += 1
+        logs = {"loss/consistency": loss.item(), **stepped}
         logs["updates/student"] = float(self.updates)
         return logs
 
