@@ -55,7 +55,7 @@ def save_checkpoint(
     config = {
         "format_version": FORMAT_VERSION,
         "preset": backbone.preset,
-        "adapter": {"kind": adapter.kind, "options": adapter.config},
+        "adapter": {"kind": adapter.kind, "options": adapter.options},
         "backbone_components": list(components),
         "metadata": metadata or {},
     }
