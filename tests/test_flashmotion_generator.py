@@ -157,6 +157,6 @@ def test_bfloat16_keeps_diffusers_fp32_modules_and_generates():
     generator = FlashMotion(dtype="bfloat16", steps=1)
     video = generator.generate(_request())
     assert check_output(video, _request()).shape == (T, H, W, 3)
-    transformer = generator.load()[0].transformer
+    transformer = generator.load()[1].transformer
     assert transformer.dtype == torch.bfloat16 and transformer.scale_shift_table.dtype == torch.float32
     assert transformer.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32

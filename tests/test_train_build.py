@@ -106,3 +106,14 @@ def test_exported_checkpoint_rebuilds_the_same_role(encoders, role, tmp_path):
         torch.testing.assert_close(again.predict_velocity(x_t, 300.0, cond), role.predict_velocity(x_t, 300.0, cond), rtol=0, atol=0)
     for a, b in zip(enc_again.vae.parameters(), encoders.vae.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_partial_checkpoint_needs_model_path_instead_of_a_random_init(encoders, role, tmp_path):
+    from flashmotion.errors import CheckpointError
+
+    directory = export_checkpoint(tmp_path / "partial", role, encoders, components=("transformer",))
+    assert build_role("tiny", checkpoint=directory, trainable=()).transformer is not None
+    with pytest.raises(CheckpointError, match="model_path"):
+        build_encoders("tiny", checkpoint=directory)
+    with pytest.raises(CheckpointError, match="for preset"):
+        build_role("wan2.2-ti2v-5b", checkpoint=directory)

@@ -185,4 +185,6 @@ def build_adapter(kind: str, transformer: WanTransformer3DModel, **options: Any)
         cls = ADAPTERS[kind]
     except KeyError:
         raise ModelConfigError(f"unknown adapter {kind!r}; choose one of {sorted(ADAPTERS)}") from None
-    return cls.for_transformer(transformer, **options).to(transformer.device, transformer.dtype)
+    adapter = cls.for_transformer(transformer, **options)
+    # nn.Module.to: ModelMixin.to warns on every dtype cast, even with no fp32-only modules (none here).
+    return nn.Module.to(adapter, transformer.device, transformer.dtype)

@@ -179,11 +179,18 @@ def _saved_components(checkpoint: str | Path | None, preset: str) -> list[str]:
 
 
 def _component(name: str, preset: str, model_path, checkpoint, dtype: torch.dtype):
-    """Backbone component `name` from the checkpoint, else model_path, else None (caller random-inits)."""
-    if name in _saved_components(checkpoint, preset):
+    """Backbone component `name` from the checkpoint, else model_path, else None (no checkpoint: the caller
+    random-inits). A checkpoint without the component needs model_path (never a silent random init)."""
+    saved = _saved_components(checkpoint, preset)
+    if name in saved:
         return load_component(Path(checkpoint) / "backbone", name, dtype)
     if model_path is not None:
         return load_component(model_path, name, dtype)
+    if checkpoint is not None:
+        raise CheckpointError(
+            f"{checkpoint} holds only {saved or 'no'} backbone components, not {name}; pass model_path=DIR (a local "
+            "Wan2.2-TI2V-5B-Diffusers folder) for the rest"
+        )
     return None
 
 
