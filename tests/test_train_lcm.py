@@ -99,3 +99,16 @@ def test_export_is_a_four_step_lcm_generator(encoders, batch, tmp_path):
     backbone, _ = generator.load()
     for saved, live in zip(backbone.transformer.state_dict().values(), method.student.transformer.state_dict().values(), strict=True):
         torch.testing.assert_close(saved, live)
+
+
+def test_registered_as_a_flashbench_generator():
+    from pathlib import Path
+
+    import tomllib
+
+    from flashbench.generators.registry import load_generator
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"]["flashbench.generators"]["lcm"] == "baselines.lcm:LCM"
+    generator = load_generator("baselines.lcm:LCM preset=tiny steps=2 solver_steps=20")
+    assert isinstance(generator, LCM) and generator.sampler.timesteps == consistency_timesteps(20, 2, 5.0)
