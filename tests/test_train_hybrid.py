@@ -134,10 +134,10 @@ def test_exports_load_as_four_step_flashbench_generators(encoders, batch, tmp_pa
         check_output(out, request)
         assert out.nfe == 4
         videos[name] = out.frames
-    backbone, adapter = FlashMotion(preset="tiny", checkpoint=str(trained)).load()
-    for saved, live in zip(adapter.state_dict().values(), method.generator.adapter.state_dict().values(), strict=True):
+    _, role = FlashMotion(preset="tiny", checkpoint=str(trained)).load()
+    for saved, live in zip(role.adapter.state_dict().values(), method.generator.adapter.state_dict().values(), strict=True):
         torch.testing.assert_close(saved, live)
-    for saved, live in zip(backbone.transformer.state_dict().values(), method.generator.transformer.state_dict().values(), strict=True):
+    for saved, live in zip(role.transformer.state_dict().values(), method.generator.transformer.state_dict().values(), strict=True):
         torch.testing.assert_close(saved, live)
     assert (videos["direct"] != videos["trained"]).any()  # the adapter's training changed the video
     from flashmotion.checkpoint import read_config

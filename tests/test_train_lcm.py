@@ -96,8 +96,8 @@ def test_export_is_a_four_step_lcm_generator(encoders, batch, tmp_path):
     out = generator.generate(request)
     check_output(out, request)
     assert out.nfe == 4 and out.extra["sampler"]["kind"] == "lcm"
-    backbone, _ = generator.load()
-    for saved, live in zip(backbone.transformer.state_dict().values(), method.student.transformer.state_dict().values(), strict=True):
+    _, role = generator.load()
+    for saved, live in zip(role.transformer.state_dict().values(), method.student.transformer.state_dict().values(), strict=True):
         torch.testing.assert_close(saved, live)
 
 

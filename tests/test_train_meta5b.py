@@ -108,8 +108,8 @@ def test_adapter_totals_against_the_paper():
     transformer, _ = build_on_meta("wan2.2-ti2v-5b")  # the backbone module's own meta builder
     assert num_params(transformer) == WAN_5B
     with torch.device("meta"):
-        resnet48 = num_params(ResNetAdapter(transformer, channels=48))
-        controlnet = num_params(ControlNetAdapter(transformer))
+        resnet48 = num_params(ResNetAdapter.for_transformer(transformer, channels=48))
+        controlnet = num_params(ControlNetAdapter.for_transformer(transformer))
     # ResNet adapter of width 48: 5.0214B with the backbone, the paper's ~5.02B (width 64: 5.030B, 256: 5.201B).
     assert round((WAN_5B + resnet48) / 1e9, 2) == 5.02
     # ControlNet (all 30 blocks): ours 10.193B. The paper's 10.28B is a full copy of the transformer plus 30
