@@ -88,6 +88,13 @@ def average_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
             offset += n
 
 
+def broadcast_modules(modules) -> None:
+    """Every parameter and buffer of `modules` set to rank 0's values (DistributedDataParallel's start)."""
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
 def mean_over_ranks(values: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
     """Each value averaged over ranks (the keys must be the same on every rank)."""
     if world_size <= 1 or not values:

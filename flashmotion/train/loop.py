@@ -10,7 +10,8 @@ Per optimizer step s (0-based) with global batch B, W ranks and A accumulation m
   `grad_clip` (global norm), steps the AdamW optimizer and its LR schedule, zeroes the gradients and updates the
   EMA shadow (p_ema <- d p_ema + (1 - d) p);
 - logged values are averaged over micro-batches and ranks; rows go to `<out>/log.csv` every `log_every` steps.
-The process's global RNGs are seeded with seed + rank. A checkpoint is written every `checkpoint_every` steps
+Models are built with the global RNGs seeded with `seed` on every rank (and, for ddp, rank 0's trainable
+weights are broadcast); training then seeds them with seed + rank. A checkpoint is written every `checkpoint_every` steps
 and at the end; `resume=True` restores the latest one and continues exactly (same CSV as an uninterrupted run).
 At the end: `<out>/export` (the method's generator checkpoint, with EMA weights when enabled), `<out>/loss.png`
 and `<out>/done.json` (provenance; its presence marks the stage finished for the pipeline).
@@ -190,11 +191,14 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
         )
     if not resume and checkpointing.latest_checkpoint(out) is not None:
         raise CheckpointError(f"{out} already holds checkpoints; pass --resume to continue or choose another out=DIR")
-    seed_everything(config.seed + env.rank)
     device = env.device
+    seed_everything(config.seed)  # model construction draws the same initial weights on every rank ...
     encoders = build_encoders(config.preset, config.model_path, config.init.get("encoders"), seed=config.seed, device=device)
     method: TrainingMethod = stage.factory(config, mcfg, encoders, device)
     modules = method.modules()
+    if env.distributed and config.distributed == "ddp":
+        distributed.broadcast_modules(modules.values())  # ... and rank 0's are broadcast anyway, as DDP does
+    seed_everything(config.seed + env.rank)
     if config.gradient_checkpointing:
         for module in modules.values():
             if hasattr(module, "enable_gradient_checkpointing"):
