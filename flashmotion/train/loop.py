@@ -6,7 +6,7 @@ Per optimizer step s (0-based) with global batch B, W ranks and A accumulation m
 - slot k's `StepContext.generator` is seeded from (seed, s, k), so the random draws of a slot do not depend on
   how slots are spread over processes: W ranks with A = 1 see what 1 process with A = W sees;
 - `ctx.optimize(name, loss)` backpropagates loss / A into optimizer `name`'s parameters only
-  (`backward(inputs=...)`), and on the last micro-batch averages the gradients over ranks, clips them to
+  (`backward(inputs=...)`; a plain backward for FSDP-sharded parameters), and on the last micro-batch averages the gradients over ranks, clips them to
   `grad_clip` (global norm), steps the AdamW optimizer and its LR schedule, zeroes the gradients and updates the
   EMA shadow (p_ema <- d p_ema + (1 - d) p);
 - logged values are averaged over micro-batches and ranks; rows go to `<out>/log.csv` every `log_every` steps.
@@ -118,7 +118,12 @@ class Optimization:
         if accumulation > 1 and self.calls[name] > 1:
             raise ModelConfigError(f"optimizer {name!r} is stepped twice in one train_step; that needs accumulation=1")
         params = self.params[name]
-        (loss.float() / accumulation).backward(inputs=params)
+        if any(id(p) in self.sharded for p in params):
+            # FSDP2 computes with gathered copies and reduce-scatters into the sharded .grad in its hooks, so the
+            # sharded parameters are not autograd inputs of the loss: plain backward.
+            (loss.float() / accumulation).backward()
+        else:
+            (loss.float() / accumulation).backward(inputs=params)
         if self.micro < accumulation - 1:
             return {}
         dense = [p for p in params if id(p) not in self.sharded]
@@ -273,15 +278,36 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
                 config.keep_checkpoints,
             )
     bar.close()
-    if env.is_main:
-        for module in modules.values():
-            module.eval()
-        with opt.ema_weights():
+    for module in modules.values():
+        module.eval()
+    with opt.ema_weights():
+        if sharded:
+            _export_sharded(config, stage, mcfg, method, modules, env, out / "export")
+        elif env.is_main:
             method.export(out / "export")
+    if env.is_main:
         log.plot(out / "loss.png")
         log.close()
         _write_done(out, config, env, device, dataset.bench.meta.content_hash)
     return out
+
+
+def _export_sharded(config, stage, mcfg, method, modules, env, directory: Path) -> None:
+    """Export of FSDP2-sharded modules: all ranks gather full state dicts (to CPU, on rank 0); rank 0 rebuilds
+    the method on the CPU, loads them and exports (FSDP2 modules cannot be unwrapped in place)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full = {name: get_model_state_dict(module, options=options) for name, module in modules.items()}
+    if env.is_main:
+        cpu = torch.device("cpu")
+        encoders = build_encoders(config.preset, config.model_path, config.init.get("encoders"), seed=config.seed, device=cpu)
+        fresh = stage.factory(config, mcfg, encoders, cpu)
+        for name, module in fresh.modules().items():
+            module.load_state_dict(full[name])
+            module.eval()
+        fresh.load_state_dict(method.state_dict())
+        fresh.export(directory)
 
 
 def _write_done(out: Path, config: TrainConfig, env: distributed.DistEnv, device: torch.device, bench_hash: str | None) -> None:

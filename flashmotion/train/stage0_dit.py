@@ -84,7 +84,7 @@ class DiTPretraining:
         self.components = components
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"teacher": self.teacher.transformer}
+        return {"teacher": self.teacher}  # the RoleModel, so FSDP2 can shard it (distributed.shard_role)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"teacher": list(self.teacher.transformer.parameters())}
