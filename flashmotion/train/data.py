@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,7 +182,7 @@ class BatchEncoder:
             if self.inputs != "trajectory" or all(f"trajectory_{k}" in cached for k in clip.trajectories):
                 return cached
         tensors = self._encode_clip(clip)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")  # ranks may encode the same clip at once
         save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
         tmp.replace(path)
         return tensors
