@@ -107,7 +107,7 @@ class LCMMethod:
         self.encoders = encoders
         self.teacher = teacher.requires_grad_(False).eval()
         self.student = student.set_trainable(("transformer", "adapter") if config.train_adapter else ("transformer",))
-        self.target = copy.deepcopy(self.student).requires_grad_(False).eval()
+        self.target = copy.deepcopy(self.student).set_trainable(()).eval()  # frozen: stays in eval under .train()
         self.export_components = export_components
         self.sigmas = solver_sigmas(config.solver_steps, config.shift)
         self.updates = 0

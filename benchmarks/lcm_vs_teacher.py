@@ -8,7 +8,8 @@ and prints overall FVD (lower is better) and mask IoU (higher is better) and the
 distillation should make the student win at equal steps; the script prints whatever comes out.
 
     python benchmarks/lcm_vs_teacher.py --bench HELD_OUT --teacher runs/tiny/stage1_adapter/export \
-        --student runs/tiny/lcm/export --out runs/lcm_vs_teacher [--preset tiny --condition box --device cpu]
+        --student runs/tiny/lcm/export --out runs/lcm_vs_teacher [--preset tiny --condition box --device cpu] \
+        [--clip-len 9]   # FVD clip length: the tiny preset trains on 9-frame clips (I3D needs >= 9)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--condition", default="box", choices=["mask", "box"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--clip-len", type=int, default=16, help="FVD clip length (the videos need at least this many frames)")
     args = parser.parse_args(argv)
     bench = Benchmark.load(args.bench)
     common = f"preset={args.preset} device={args.device}"
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in runs.items():
         run = args.out / name
         generate(bench, run, spec, condition=args.condition, limit=args.limit, name=name, device=args.device)
-        overall = evaluate(bench, run, EvalSettings(device=args.device))["overall"]
+        overall = evaluate(bench, run, EvalSettings(device=args.device, clip_len=args.clip_len))["overall"]
         results[name] = {"fvd": overall.get("fvd"), "mask_iou": overall.get("mask_iou"), "spec": spec}
     print(f"{'run':10s} {'FVD':>10s} {'mask IoU':>9s}  spec")
     for name, r in results.items():
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if s["mask_iou"] is not None and t["mask_iou"]:
         print(f"mask IoU student/teacher: {s['mask_iou'] / t['mask_iou']:.3f} (> 1: the student wins)")
     record = {"results": results, "provenance": provenance.collect(
-        device=args.device, bench_content_hash=bench.meta.content_hash, condition=args.condition, limit=args.limit)}
+        device=args.device, bench_content_hash=bench.meta.content_hash, condition=args.condition, limit=args.limit, clip_len=args.clip_len)}
     (args.out / "lcm_vs_teacher.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return 0
 
