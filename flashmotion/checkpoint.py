@@ -55,7 +55,7 @@ def save_checkpoint(
     config = {
         "format_version": FORMAT_VERSION,
         "preset": backbone.preset,
-        "adapter": {"kind": adapter.kind, "options": adapter.config},
+        "adapter": {"kind": adapter.kind, "options": adapter.options},
         "backbone_components": list(components),
         "metadata": metadata or {},
     }
@@ -95,8 +95,15 @@ def load_checkpoint(
             "Wan2.2-TI2V-5B-Diffusers folder) for the rest"
         )
     backbone = backbone.to(device).eval()
-    adapter_cfg = config["adapter"]
-    adapter = build_adapter(adapter_cfg["kind"], backbone.transformer, **adapter_cfg["options"])
+    adapter = load_adapter(root, backbone.transformer, device)
+    return Checkpoint(backbone, adapter.eval(), config)
+
+
+def load_adapter(directory: str | Path, transformer: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """The adapter saved in checkpoint `directory`, built for `transformer` (its device and dtype)."""
+    root = Path(directory)
+    adapter_cfg = read_config(root)["adapter"]
+    adapter = build_adapter(adapter_cfg["kind"], transformer, **adapter_cfg["options"])
     weights = root / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"missing {weights}; the checkpoint is incomplete, save it again")
@@ -107,4 +114,4 @@ def load_checkpoint(
         raise CheckpointError(f"{mismatch} ({str(e).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise CheckpointError(f"{mismatch} (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-    return Checkpoint(backbone, adapter.eval(), config)
+    return adapter

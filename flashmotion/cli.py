@@ -1,4 +1,5 @@
-"""`flashmotion` entry point: `flashmotion sample` renders one benchmark sample with a FlashMotion checkpoint."""
+"""`flashmotion` entry point: `sample` renders one benchmark sample with a FlashMotion checkpoint; `train` runs
+one training stage from a YAML config (docs/TRAINING.md); `pipeline` runs every stage of a preset in order."""
 
 from __future__ import annotations
 
@@ -49,6 +50,24 @@ def _mp4_path(text: str) -> Path:
     return path
 
 
+def _train(args: argparse.Namespace) -> int:
+    from flashmotion.train.config import load_config
+    from flashmotion.train.loop import train
+
+    config = load_config(args.config, args.overrides)
+    out = train(config, resume=args.resume, config_path=args.config)
+    print(f"trained {config.stage} for {config.steps} steps: {out} (export: {out / 'export'})")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from flashmotion.train.pipeline import run_pipeline
+
+    finished = run_pipeline(args.preset, Path(args.bench), Path(args.out), args.configs, args.model_path, args.until)
+    print(f"pipeline {args.preset}: {len(finished)} stages finished under {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="flashmotion", description="Few-step trajectory-controllable image-to-video.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, choices=tuple(DTYPES), help="default float32")
     p.add_argument("--out", type=_mp4_path, required=True, help="output .mp4 file")
     p.set_defaults(func=_sample)
+
+    t = sub.add_parser("train", help="run one training stage (resumable; torchrun for several processes)")
+    t.add_argument("--config", required=True, help="stage YAML, e.g. configs/tiny/stage1_adapter.yaml")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run's out folder")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted for sections (data.bench=DIR)")
+    t.set_defaults(func=_train)
+
+    q = sub.add_parser("pipeline", help="every stage of a preset in order, skipping finished ones")
+    q.add_argument("--preset", default="tiny", help="tiny | wan2.2-ti2v-5b")
+    q.add_argument("--bench", required=True, help="training benchmark folder")
+    q.add_argument("--out", required=True, help="output folder (one sub-folder per stage)")
+    q.add_argument("--configs", default=None, help="folder of stage YAMLs (default configs/<preset>)")
+    q.add_argument("--model-path", default=None, help="local Wan2.2-TI2V-5B-Diffusers folder (5B preset)")
+    q.add_argument("--until", default=None, help="stop after this stage or ablation (default: run all)")
+    q.set_defaults(func=_pipeline)
     return parser
 
 

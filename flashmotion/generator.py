@@ -103,22 +103,22 @@ class _TrajectoryGenerator:
         self._model = None
 
     def load(self):
-        """(backbone, adapter), loaded once on first use."""
+        """(encoders, role), built once on first use by flashmotion.models.build (as the trainer builds roles):
+        from the checkpoint (its adapter, its saved backbone parts, the rest from model_path), else a fresh
+        zero-initialised adapter on model_path's (or the seeded random tiny) backbone."""
         if self._model is None:
-            from flashmotion.checkpoint import load_checkpoint
-            from flashmotion.models.adapters import build_adapter
-            from flashmotion.models.backbone import WanBackbone
+            from flashmotion.models.build import build_encoders, build_role
 
             s = self.settings
             dtype = DTYPES[s.dtype]
+            common = {"preset": s.preset, "model_path": s.model_path, "checkpoint": s.checkpoint, "seed": s.seed,
+                      "dtype": dtype, "device": s.device}
+            encoders = build_encoders(**common)
             if s.checkpoint is not None:
-                ckpt = load_checkpoint(s.checkpoint, s.model_path, dtype=dtype, device=s.device)
-                if ckpt.config["preset"] != s.preset:
-                    raise ModelConfigError(f"checkpoint {s.checkpoint} is for preset {ckpt.config['preset']!r}, not {s.preset!r}")
-                self._model = (ckpt.backbone, ckpt.adapter)
+                role = build_role(**common, adapter_checkpoint=s.checkpoint, trainable=())
             else:
-                backbone = WanBackbone.build(s.preset, s.model_path, seed=s.seed, dtype=dtype, device=s.device)
-                self._model = (backbone, build_adapter(s.adapter, backbone.transformer, **s.adapter_options).eval())
+                role = build_role(**common, adapter=s.adapter, adapter_options=s.adapter_options, trainable=())
+            self._model = (encoders, role.eval())
         return self._model
 
     def _inputs(self, request: GenerationRequest, size: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -146,10 +146,10 @@ class _TrajectoryGenerator:
         from flashmotion.models.backbone import frames_to_tensor, tensor_to_frames
         from flashmotion.sampling import randn
 
-        backbone, adapter = self.load()
+        encoders, role = self.load()
         device = torch.device(self.settings.device)
-        temporal, _ = backbone.vae_stride
-        multiple = backbone.size_multiple
+        temporal, _ = encoders.vae_stride
+        multiple = encoders.size_multiple
         size = (
             _round_up(request.num_frames, temporal, offset=1),
             _round_up(request.height, multiple),
@@ -157,11 +157,11 @@ class _TrajectoryGenerator:
         )
         first, condition = self._inputs(request, size)
         with torch.inference_mode():
-            image_latent = backbone.encode_video(frames_to_tensor(first).to(device))
-            trajectory_latent = backbone.encode_video(frames_to_tensor(condition).to(device))
-            text = backbone.encode_prompt([request.prompt])
-            negative = backbone.encode_prompt([self.settings.negative_prompt]) if self.sampler.uses_cfg else None
-            denoiser = TI2VDenoiser(backbone.transformer, image_latent, text, negative, adapter, trajectory_latent)
+            image_latent = encoders.encode_video(frames_to_tensor(first).to(device))
+            trajectory_latent = encoders.encode_video(frames_to_tensor(condition).to(device))
+            text = encoders.encode_prompt([request.prompt])
+            negative = encoders.encode_prompt([self.settings.negative_prompt]) if self.sampler.uses_cfg else None
+            denoiser = TI2VDenoiser(role.transformer, image_latent, text, negative, role.adapter, trajectory_latent)
             generator = torch.Generator().manual_seed(int(request.seed))
             noise = randn(trajectory_latent.shape, generator, device)
             _synchronize(device)
@@ -169,7 +169,7 @@ class _TrajectoryGenerator:
             latents = self.sampler.sample(denoiser, noise, generator)
             _synchronize(device)
             seconds = time.perf_counter() - start
-            video = backbone.decode_latents(with_first_frame(latents, image_latent))
+            video = encoders.decode_latents(with_first_frame(latents, image_latent))
         frames = tensor_to_frames(video)[: request.num_frames]
         if frames.shape[1:3] != (request.height, request.width):
             frames = resize_frames(frames, (request.height, request.width))

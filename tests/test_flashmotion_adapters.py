@@ -49,11 +49,11 @@ def test_one_residual_per_block_on_the_token_grid(backbone, kind, options):
 
 
 def test_controlnet_maps_copied_blocks_to_all_layers(backbone):
-    adapter = ControlNetAdapter(backbone.transformer, num_blocks=1)
+    adapter = ControlNetAdapter.for_transformer(backbone.transformer, num_blocks=1)
     assert [adapter.block_for_layer(i) for i in range(2)] == [0, 0]
     assert len(adapter.blocks) == 1 and len(adapter.out_proj) == 2
     with pytest.raises(ModelConfigError, match="num_blocks"):
-        ControlNetAdapter(backbone.transformer, num_blocks=3)
+        ControlNetAdapter.for_transformer(backbone.transformer, num_blocks=3)
     with pytest.raises(ModelConfigError, match="unknown adapter"):
         build_adapter("lora", backbone.transformer)
 
@@ -70,3 +70,24 @@ def test_stage1_gradients_reach_only_the_adapter(backbone, kind, options):
     assert all(p.grad is None for p in backbone.transformer.parameters())
     assert all(p.grad is not None for p in adapter.parameters())
     assert all(proj.weight.grad.abs().sum() > 0 for proj in adapter.out_proj)
+
+
+@pytest.mark.parametrize(("kind", "options"), KINDS[:2])
+def test_adapters_are_diffusers_models_that_round_trip_without_the_transformer(backbone, kind, options, tmp_path):
+    """save_pretrained / from_pretrained (ModelMixin + ConfigMixin): the config alone rebuilds the adapter."""
+    latents, trajectory, timestep, text = _batch(backbone)
+    adapter = build_adapter(kind, backbone.transformer, **options)
+    torch.manual_seed(1)
+    for proj in adapter.out_proj:
+        torch.nn.init.normal_(proj.weight, std=0.05)
+    assert adapter.options == (options or {"num_blocks": 2})
+    adapter.save_pretrained(tmp_path / kind)
+    loaded = type(adapter).from_pretrained(tmp_path / kind)
+    assert {k: v for k, v in loaded.config.items() if k != "_name_or_path"} == dict(adapter.config)
+    with torch.no_grad():
+        ours = dit_forward(backbone.transformer, latents, timestep, text, adapter, trajectory)
+        theirs = dit_forward(backbone.transformer, latents, timestep, text, loaded, trajectory)
+    assert torch.equal(ours, theirs)
+    if kind == "controlnet":  # the copied blocks are independent of the transformer's
+        assert adapter.blocks[0].ffn.net[2].weight.data_ptr() != backbone.transformer.blocks[0].ffn.net[2].weight.data_ptr()
+        assert torch.equal(adapter.blocks[0].ffn.net[2].weight, backbone.transformer.blocks[0].ffn.net[2].weight)

@@ -53,16 +53,22 @@ def test_logits_depend_on_video_trajectory_and_text(backbone):
     assert not torch.allclose(disc(latents, timestep, text.flip(0), trajectory), base)
 
 
-def test_frozen_copy_is_independent_of_the_generator(backbone):
+def test_backbone_is_the_teacher_transformer_by_reference(backbone):
+    """No fourth copy of the backbone: the discriminator reads the teacher's transformer, and its state dict,
+    parameters and train() cover the query classifier only."""
     disc = TrajectoryDiscriminator(backbone.transformer)
     assert disc.feature_blocks == [0, 1]  # default: thirds and the last block of a 2-block model
-    before = disc.backbone.proj_out.weight.clone()
+    assert disc.backbone is backbone.transformer
+    assert not any(p.requires_grad for p in backbone.transformer.parameters())  # frozen in place: it is the teacher
+    assert all(key.startswith("classifier.") for key in disc.state_dict())
+    assert sum(p.numel() for p in disc.parameters()) == sum(p.numel() for p in disc.classifier.parameters())
+    latents, timestep, text, trajectory = _batch(backbone)
     with torch.no_grad():
-        backbone.transformer.proj_out.weight.add_(1.0)
-    try:
-        assert torch.equal(disc.backbone.proj_out.weight, before)
-    finally:
-        with torch.no_grad():
-            backbone.transformer.proj_out.weight.sub_(1.0)
+        before = disc(latents, timestep, text, trajectory)
+        backbone.transformer.blocks[0].ffn.net[2].weight.mul_(1.5)  # the teacher changes: so do the logits
+        try:
+            assert not torch.allclose(disc(latents, timestep, text, trajectory), before)
+        finally:
+            backbone.transformer.blocks[0].ffn.net[2].weight.div_(1.5)
     with pytest.raises(ModelConfigError, match="feature_blocks"):
         TrajectoryDiscriminator(backbone.transformer, feature_blocks=[2])

@@ -9,16 +9,21 @@ leaves the backbone's prediction unchanged, exactly).
   block i is patchified to the token grid by a zero-initialised patch projection and added to DiT block i.
 
 Adapters are called as `adapter(trajectory_latent, inputs: DiTInputs) -> list of (B, N, D)` by
-flashmotion.models.backbone.dit_forward; `adapter.config` (JSON-able) rebuilds them with `build_adapter`.
+flashmotion.models.backbone.dit_forward. They are diffusers `ModelMixin` + `ConfigMixin` models: `config` holds
+the full shape (so `save_pretrained` / `from_pretrained` / `from_config` work without the transformer), and
+`options` the user-level arguments of `build_adapter(kind, transformer, **options)`.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 from typing import Any
 
 import torch
 from diffusers import WanTransformer3DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -32,27 +37,73 @@ def zero_module(module: nn.Module) -> nn.Module:
     return module
 
 
-class ControlNetAdapter(nn.Module):
-    """ControlNet for the Wan DiT. `transformer` is only read at construction (its first `num_blocks` blocks and
-    its patch embedding are copied as the trainable initialisation). Set `gradient_checkpointing = True` to
-    recompute the copied blocks in the backward pass."""
+def _transformer_config(transformer: WanTransformer3DModel) -> dict[str, Any]:
+    """The transformer shape arguments an adapter is built from (what its own config records)."""
+    cfg = transformer.config
+    return {
+        "dim": int(cfg.num_attention_heads * cfg.attention_head_dim),
+        "in_channels": int(cfg.in_channels),
+        "patch_size": [int(p) for p in cfg.patch_size],
+        "num_layers": len(transformer.blocks),
+    }
+
+
+class ControlNetAdapter(ModelMixin, ConfigMixin):
+    """ControlNet for the Wan DiT: `num_blocks` Wan blocks over [DiT tokens + patch-embedded trajectory], their
+    outputs projected into all `num_layers` DiT blocks. Build a fresh one for a transformer with
+    `ControlNetAdapter.for_transformer(transformer, num_blocks)` (the copied blocks and patch embedding are the
+    trainable initialisation); `from_pretrained` / `from_config` rebuild one from its config alone. Set
+    `gradient_checkpointing = True` to recompute the copied blocks in the backward pass."""
 
     kind = "controlnet"
 
-    def __init__(self, transformer: WanTransformer3DModel, num_blocks: int | None = None) -> None:
+    @register_to_config
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int,
+        patch_size: list[int],
+        num_layers: int,
+        num_blocks: int,
+        ffn_dim: int,
+        num_heads: int,
+        qk_norm: str = "rms_norm_across_heads",
+        cross_attn_norm: bool = True,
+        eps: float = 1e-6,
+    ) -> None:
         super().__init__()
-        num_layers = len(transformer.blocks)
-        num_blocks = num_layers if num_blocks is None else int(num_blocks)
         if not 1 <= num_blocks <= num_layers:
             raise ModelConfigError(f"controlnet num_blocks must be in [1, {num_layers}], got {num_blocks}")
-        dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
-        self.config: dict[str, Any] = {"num_blocks": num_blocks}
         self.num_layers = num_layers
-        self.trajectory_embedding = copy.deepcopy(transformer.patch_embedding)
-        self.blocks = nn.ModuleList(copy.deepcopy(transformer.blocks[i]) for i in range(num_blocks))
+        self.trajectory_embedding = nn.Conv3d(in_channels, dim, kernel_size=tuple(patch_size), stride=tuple(patch_size))
+        self.blocks = nn.ModuleList(
+            WanTransformerBlock(dim, ffn_dim, num_heads, qk_norm, cross_attn_norm, eps) for _ in range(num_blocks)
+        )
         self.out_proj = nn.ModuleList(zero_module(nn.Linear(dim, dim)) for _ in range(num_layers))
-        self.requires_grad_(True)
         self.gradient_checkpointing = False
+
+    @classmethod
+    def for_transformer(cls, transformer: WanTransformer3DModel, num_blocks: int | None = None) -> ControlNetAdapter:
+        num_layers = len(transformer.blocks)
+        num_blocks = num_layers if num_blocks is None else int(num_blocks)
+        cfg = transformer.config
+        on_meta = transformer.device.type == "meta"  # shapes only (parameter counts): nothing to copy
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            adapter = cls(
+                **_transformer_config(transformer), num_blocks=num_blocks, ffn_dim=int(cfg.ffn_dim),
+                num_heads=int(cfg.num_attention_heads), qk_norm=cfg.qk_norm, cross_attn_norm=bool(cfg.cross_attn_norm),
+                eps=float(cfg.eps),
+            )
+        if not on_meta:
+            adapter.trajectory_embedding.load_state_dict(transformer.patch_embedding.state_dict())
+            for i, block in enumerate(adapter.blocks):
+                block.load_state_dict(transformer.blocks[i].state_dict())
+        return adapter
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The `build_adapter` options that rebuild this adapter for its transformer."""
+        return {"num_blocks": int(self.config.num_blocks)}
 
     def block_for_layer(self, layer: int) -> int:
         return layer * len(self.blocks) // self.num_layers
@@ -89,23 +140,31 @@ class ResidualBlock3d(nn.Module):
         return x + self.body(x)
 
 
-class ResNetAdapter(nn.Module):
-    """Lightweight 3D-conv adapter on the trajectory latent (B, C, F, h, w); `channels` wide."""
+class ResNetAdapter(ModelMixin, ConfigMixin):
+    """Lightweight 3D-conv adapter on the trajectory latent (B, C, F, h, w); `channels` wide. Build a fresh one
+    with `ResNetAdapter.for_transformer(transformer, channels)`."""
 
     kind = "resnet"
 
-    def __init__(self, transformer: WanTransformer3DModel, channels: int = 64) -> None:
+    @register_to_config
+    def __init__(self, dim: int, in_channels: int, patch_size: list[int], num_layers: int, channels: int = 64) -> None:
         super().__init__()
-        cfg = transformer.config
-        dim = cfg.num_attention_heads * cfg.attention_head_dim
-        patch = tuple(cfg.patch_size)
-        num_layers = len(transformer.blocks)
-        self.config: dict[str, Any] = {"channels": int(channels)}
-        self.stem = nn.Conv3d(cfg.in_channels, channels, 3, padding=1)
+        patch = tuple(patch_size)
+        self.stem = nn.Conv3d(in_channels, channels, 3, padding=1)
         self.blocks = nn.ModuleList(ResidualBlock3d(channels) for _ in range(num_layers))
         self.out_proj = nn.ModuleList(
             zero_module(nn.Conv3d(channels, dim, kernel_size=patch, stride=patch)) for _ in range(num_layers)
         )
+
+    @classmethod
+    def for_transformer(cls, transformer: WanTransformer3DModel, channels: int = 64) -> ResNetAdapter:
+        with torch.device("meta") if transformer.device.type == "meta" else contextlib.nullcontext():
+            return cls(**_transformer_config(transformer), channels=int(channels))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The `build_adapter` options that rebuild this adapter for its transformer."""
+        return {"channels": int(self.config.channels)}
 
     def forward(self, trajectory_latent: torch.Tensor, inputs: DiTInputs | None = None) -> list[torch.Tensor]:
         x = self.stem(trajectory_latent)
@@ -126,4 +185,6 @@ def build_adapter(kind: str, transformer: WanTransformer3DModel, **options: Any)
         cls = ADAPTERS[kind]
     except KeyError:
         raise ModelConfigError(f"unknown adapter {kind!r}; choose one of {sorted(ADAPTERS)}") from None
-    return cls(transformer, **options).to(transformer.device, transformer.dtype)
+    adapter = cls.for_transformer(transformer, **options)
+    # nn.Module.to: ModelMixin.to warns on every dtype cast, even with no fp32-only modules (none here).
+    return nn.Module.to(adapter, transformer.device, transformer.dtype)

@@ -151,9 +151,172 @@ def _build_tokenizer(kind: str):
     return ByT5Tokenizer()
 
 
-class WanBackbone(nn.Module):
-    """Wan2.2 TI2V: `transformer` (WanTransformer3DModel), `vae` (AutoencoderKLWan), `text_encoder`
-    (UMT5EncoderModel) and `tokenizer`. Build with `WanBackbone.build(preset, path)`."""
+@dataclass
+class Conditioning:
+    """A batched conditioning record, batch-first.
+
+    image_latent: (B, C, 1, h, w) clean normalised VAE latent of the first frame; text_embeds: (B, L, D_text);
+    negative_embeds: (B, L, D_text) for classifier-free guidance, or None; trajectory_latent: (B, C, F, h, w) VAE
+    latent of the trajectory-map video, or None (no adapter input)."""
+
+    image_latent: torch.Tensor
+    text_embeds: torch.Tensor
+    negative_embeds: torch.Tensor | None = None
+    trajectory_latent: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.image_latent.shape[0])
+
+    def _map(self, fn) -> Conditioning:
+        return Conditioning(*(None if v is None else fn(v) for v in (
+            self.image_latent, self.text_embeds, self.negative_embeds, self.trajectory_latent)))
+
+    def select(self, index: int | slice | Sequence[int] | torch.Tensor) -> Conditioning:
+        """Rows `index` (an int keeps the batch dimension)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        elif not isinstance(index, slice):
+            index = torch.as_tensor(index, dtype=torch.long)
+        return self._map(lambda v: v[index.to(v.device) if isinstance(index, torch.Tensor) else index])
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Conditioning:
+        return self._map(lambda v: v.to(device=device, dtype=dtype))
+
+    @staticmethod
+    def cat(items: Sequence[Conditioning]) -> Conditioning:
+        """Rows of `items` stacked; optional fields must be present in all items or in none."""
+        fields = ("image_latent", "text_embeds", "negative_embeds", "trajectory_latent")
+        values = []
+        for name in fields:
+            parts = [getattr(c, name) for c in items]
+            if all(p is None for p in parts):
+                values.append(None)
+            elif any(p is None for p in parts):
+                raise ModelConfigError(f"cannot batch conditionings where only some have {name}")
+            else:
+                values.append(torch.cat(parts, dim=0))
+        return Conditioning(*values)
+
+
+class Encoders(nn.Module):
+    """The frozen encoders every role shares: `vae` (AutoencoderKLWan), `text_encoder` (UMT5EncoderModel) and
+    `tokenizer`, with the latent geometry. `patch_size` is the DiT's (it sets the size multiple)."""
+
+    def __init__(
+        self,
+        vae: AutoencoderKLWan,
+        text_encoder: nn.Module,
+        tokenizer,
+        max_sequence_length: int,
+        preset: str,
+        patch_size: Sequence[int] = (1, 2, 2),
+    ) -> None:
+        super().__init__()
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.max_sequence_length = max_sequence_length
+        self.preset = preset
+        self.patch_size = tuple(int(p) for p in patch_size)
+
+    # --- geometry -----------------------------------------------------------------------------------------
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.z_dim)
+
+    @property
+    def vae_stride(self) -> tuple[int, int]:
+        """(temporal, spatial) compression of the VAE, including its patchify."""
+        cfg = self.vae.config
+        temporal = 2 ** sum(bool(d) for d in cfg.temperal_downsample)
+        spatial = (cfg.patch_size or 1) * 2 ** (len(cfg.dim_mult) - 1)
+        return temporal, spatial
+
+    @property
+    def size_multiple(self) -> int:
+        """Heights and widths must be multiples of this (VAE stride x DiT patch)."""
+        return self.vae_stride[1] * self.patch_size[1]
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, F, h, w) of the latent of a (num_frames, height, width) video; one-line error if it does not fit."""
+        t, s = self.vae_stride
+        if (num_frames - 1) % t or height % self.size_multiple or width % self.size_multiple:
+            raise ModelConfigError(
+                f"video {num_frames}x{height}x{width} does not fit the VAE: frames must be {t}k+1 and sizes "
+                f"multiples of {self.size_multiple}"
+            )
+        return self.latent_channels, (num_frames - 1) // t + 1, height // s, width // s
+
+    # --- encoders -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(B, max_sequence_length, text_dim) UMT5 states, zero past each prompt's length (as WanPipeline)."""
+        device = self.text_encoder.device
+        tokens = self.tokenizer(
+            [" ".join(p.split()) for p in prompts],
+            padding="max_length",
+            max_length=self.max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        mask = tokens.attention_mask.to(device)
+        states = self.text_encoder(tokens.input_ids.to(device), mask).last_hidden_state
+        return states * mask[..., None].to(states.dtype)
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, self.latent_channels, 1, 1, 1)
+        mean = torch.tensor(self.vae.config.latents_mean, device=like.device, dtype=like.dtype).view(shape)
+        std = torch.tensor(self.vae.config.latents_std, device=like.device, dtype=like.dtype).view(shape)
+        return mean, std
+
+    def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latents -> (z - mean) / std with Wan's per-channel statistics."""
+        mean, std = self._latent_stats(latents)
+        return (latents - mean) / std
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) in [-1, 1] -> normalised latents (B, C, F, h, w) (posterior mode, Wan's latent stats)."""
+        vae_param = next(self.vae.parameters())
+        latents = self.vae.encode(video.to(vae_param.device, vae_param.dtype)).latent_dist.mode()
+        return self.normalize_latents(latents).float()
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, C, F, h, w) -> video (B, 3, T, H, W) in [-1, 1]."""
+        vae_param = next(self.vae.parameters())
+        latents = latents.to(vae_param.device, vae_param.dtype)
+        mean, std = self._latent_stats(latents)
+        return self.vae.decode(latents * std + mean).sample.float()
+
+    @torch.no_grad()
+    def conditioning(
+        self,
+        first_frames: torch.Tensor,
+        prompts: Sequence[str],
+        trajectory_video: torch.Tensor | None = None,
+        negative_prompt: str | Sequence[str] | None = None,
+    ) -> Conditioning:
+        """Encode a batch: first_frames (B, 3, H, W) or (B, 3, 1, H, W) in [-1, 1] (encoded as a 1-frame video, as
+        the generators do), prompts (B strings), trajectory_video (B, 3, T, H, W) in [-1, 1], negative_prompt (one
+        string for all rows, or B strings; None: no CFG branch)."""
+        if first_frames.ndim == 4:
+            first_frames = first_frames[:, :, None]
+        if len(prompts) != first_frames.shape[0]:
+            raise ModelConfigError(f"got {len(prompts)} prompts for {first_frames.shape[0]} first frames")
+        negative = None
+        if negative_prompt is not None:
+            negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+            negative = self.encode_prompt(negatives)
+        trajectory = self.encode_video(trajectory_video) if trajectory_video is not None else None
+        return Conditioning(self.encode_video(first_frames), self.encode_prompt(prompts), negative, trajectory)
+
+
+class WanBackbone(Encoders):
+    """Wan2.2 TI2V: `transformer` (WanTransformer3DModel) on top of the `Encoders` (`vae`, `text_encoder`,
+    `tokenizer`). Build with `WanBackbone.build(preset, path)`; `encoders()` gives the shared encoder part."""
 
     def __init__(
         self,
@@ -164,18 +327,18 @@ class WanBackbone(nn.Module):
         max_sequence_length: int,
         preset: str,
     ) -> None:
-        super().__init__()
+        super().__init__(vae, text_encoder, tokenizer, max_sequence_length, preset, transformer.config.patch_size)
         self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
-        self.max_sequence_length = max_sequence_length
-        self.preset = preset
+
+    def encoders(self) -> Encoders:
+        """An `Encoders` sharing (not copying) this backbone's VAE, text encoder and tokenizer."""
+        return Encoders(self.vae, self.text_encoder, self.tokenizer, self.max_sequence_length, self.preset, self.patch_size)
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
     def from_preset_config(cls, preset: BackbonePreset, seed: int = 0) -> WanBackbone:
-        """Random-init backbone from a preset's configs (the tiny preset; the 5B needs pretrained weights)."""
+        """Random-init backbone from a preset's configs (the tiny preset; the 5B needs pretrained weights).
+        The transformer is drawn first after seeding (flashmotion.models.build.random_transformer relies on it)."""
         if preset.text_encoder is None or preset.tokenizer is None:
             raise ModelConfigError(f"preset {preset.name!r} has no random-init text encoder; load it from a folder")
         from transformers import UMT5Config, UMT5EncoderModel
@@ -226,11 +389,7 @@ class WanBackbone(nn.Module):
             )
         backbone = cls.from_preset_config(spec, seed=seed)
         if dtype != torch.float32:
-            # As diffusers' from_pretrained(torch_dtype=...) does: modules named in _keep_in_fp32_modules stay fp32.
-            keep = WanTransformer3DModel._keep_in_fp32_modules
-            for name, param in backbone.transformer.named_parameters():
-                if not any(part in keep for part in name.split(".")):
-                    param.data = param.data.to(dtype)
+            cast_transformer(backbone.transformer, dtype)
             backbone.text_encoder.to(dtype)
         return backbone.to(device)
 
@@ -242,78 +401,20 @@ class WanBackbone(nn.Module):
                 raise ModelConfigError(f"unknown backbone component {name!r}; choose from {SUBFOLDERS}")
             getattr(self, name).save_pretrained(root / name)
 
-    # --- geometry -----------------------------------------------------------------------------------------
-    @property
-    def latent_channels(self) -> int:
-        return int(self.vae.config.z_dim)
-
-    @property
-    def vae_stride(self) -> tuple[int, int]:
-        """(temporal, spatial) compression of the VAE, including its patchify."""
-        cfg = self.vae.config
-        temporal = 2 ** sum(bool(d) for d in cfg.temperal_downsample)
-        spatial = (cfg.patch_size or 1) * 2 ** (len(cfg.dim_mult) - 1)
-        return temporal, spatial
-
-    @property
-    def size_multiple(self) -> int:
-        """Heights and widths must be multiples of this (VAE stride x DiT patch)."""
-        return self.vae_stride[1] * int(self.transformer.config.patch_size[1])
-
-    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """(C, F, h, w) of the latent of a (num_frames, height, width) video; one-line error if it does not fit."""
-        t, s = self.vae_stride
-        if (num_frames - 1) % t or height % self.size_multiple or width % self.size_multiple:
-            raise ModelConfigError(
-                f"video {num_frames}x{height}x{width} does not fit the VAE: frames must be {t}k+1 and sizes "
-                f"multiples of {self.size_multiple}"
-            )
-        return self.latent_channels, (num_frames - 1) // t + 1, height // s, width // s
-
     def token_grid(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
         p_t, p_h, p_w = self.transformer.config.patch_size
         _, f, h, w = latent_shape[-4:]
         return f // p_t, h // p_h, w // p_w
 
-    # --- encoders -----------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
-        """(B, max_sequence_length, text_dim) UMT5 states, zero past each prompt's length (as WanPipeline)."""
-        device = self.text_encoder.device
-        tokens = self.tokenizer(
-            [" ".join(p.split()) for p in prompts],
-            padding="max_length",
-            max_length=self.max_sequence_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        mask = tokens.attention_mask.to(device)
-        states = self.text_encoder(tokens.input_ids.to(device), mask).last_hidden_state
-        return states * mask[..., None].to(states.dtype)
 
-    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, self.latent_channels, 1, 1, 1)
-        mean = torch.tensor(self.vae.config.latents_mean, device=like.device, dtype=like.dtype).view(shape)
-        std = torch.tensor(self.vae.config.latents_std, device=like.device, dtype=like.dtype).view(shape)
-        return mean, std
-
-    @torch.no_grad()
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, 3, T, H, W) in [-1, 1] -> normalised latents (B, C, F, h, w) (posterior mode, Wan's latent stats)."""
-        vae_param = next(self.vae.parameters())
-        latents = self.vae.encode(video.to(vae_param.device, vae_param.dtype)).latent_dist.mode()
-        mean, std = self._latent_stats(latents)
-        return ((latents - mean) / std).float()
-
-    @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents (B, C, F, h, w) -> video (B, 3, T, H, W) in [-1, 1]."""
-        vae_param = next(self.vae.parameters())
-        latents = latents.to(vae_param.device, vae_param.dtype)
-        mean, std = self._latent_stats(latents)
-        return self.vae.decode(latents * std + mean).sample.float()
+def cast_transformer(transformer: WanTransformer3DModel, dtype: torch.dtype) -> WanTransformer3DModel:
+    """Cast in place to `dtype` as diffusers' from_pretrained(torch_dtype=...) does: modules named in
+    `_keep_in_fp32_modules` stay float32."""
+    keep = WanTransformer3DModel._keep_in_fp32_modules
+    for name, param in transformer.named_parameters():
+        if not any(part in keep for part in name.split(".")):
+            param.data = param.data.to(dtype)
+    return transformer
 
 
 def load_component(root: str | Path, name: str, dtype: torch.dtype = torch.float32):

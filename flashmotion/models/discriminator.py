@@ -1,6 +1,7 @@
 """Trajectory-aware diffusion discriminator for FlashMotion stage 3.
 
-A frozen copy of the backbone transformer reads the noised video (first latent frame clean, timestep 0 there, as
+The frozen teacher's backbone transformer (taken by reference, not copied: on the 5B preset a copy would be a
+fourth 5B model in memory) reads the noised video (first latent frame clean, timestep 0 there, as
 in generation); the hidden states after `feature_blocks` are the video features. A learnable query token then
 goes through
   1. semantic self-attention over [query; first-frame image tokens; text tokens],
@@ -8,11 +9,12 @@ goes through
   3. video cross-attention to the block features of all frames,
 and a linear head gives one real/fake logit per video. Only the classifier trains; the frozen backbone stays
 differentiable with respect to its input, so the generator's adversarial loss can backpropagate through it.
+The backbone is not a registered submodule: `state_dict()`, `parameters()`, `.to()` and `.train()` cover the
+classifier only; the backbone belongs to (and is moved and checkpointed with) its owner, the teacher role.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -86,13 +88,9 @@ class TrajectoryDiscriminator(nn.Module):
         dim = cfg.num_attention_heads * cfg.attention_head_dim
         self.feature_blocks = feature_blocks
         self.config = {"feature_blocks": feature_blocks, "heads": int(heads or cfg.num_attention_heads)}
-        self.backbone = copy.deepcopy(transformer).requires_grad_(False).eval()
+        # Stored outside nn.Module's registry (see the module docstring); frozen in place: it is the teacher.
+        self.__dict__["backbone"] = transformer.requires_grad_(False).eval()
         self.classifier = QueryClassifier(dim, self.config["heads"]).to(transformer.device, transformer.dtype)
-
-    def train(self, mode: bool = True) -> TrajectoryDiscriminator:
-        super().train(mode)
-        self.backbone.eval()
-        return self
 
     def features(self, latents: torch.Tensor, timestep: torch.Tensor, text_embeds: torch.Tensor):
         """(block features list of (B, N, D), DiTInputs) of the frozen backbone, up to the deepest feature block."""

@@ -1,0 +1,84 @@
+"""`flashmotion pipeline`: every stage of a preset in order, each in `<out>/<stage>`, skipping finished stages
+(`done.json`) and resuming interrupted ones from their latest checkpoint.
+
+Order: stage0_vae -> stage0_dit (tiny only: the 5B preset starts from Wan2.2's weights) -> stage1_adapter ->
+stage2_dmd -> stage3_hybrid -> ablations (every `ablation_*.yaml` of the config folder, by name). Each stage reads
+`<configs>/<stage>.yaml`, gets `data.bench` and `out` from the pipeline and its input checkpoints (`init`) from
+the exports of the earlier stages (and, when its config caches latents, `data.cache=<out>/cache`):
+    encoders  <- stage0_vae/export            (tiny)
+    teacher   <- stage0_dit/export            (tiny; the 5B teacher is model_path)
+    adapter   <- stage1_adapter/export
+    generator <- stage2_dmd/export
+Stages 2, 3, the ablations and LCM are the METHODS helper's registry entries, called by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from flashmotion.errors import ModelConfigError
+from flashmotion.train.config import load_config, read_yaml
+from flashmotion.train.loop import is_finished, train
+
+TINY_STAGES = ("stage0_vae", "stage0_dit", "stage1_adapter", "stage2_dmd", "stage3_hybrid")
+MODEL_STAGES = ("stage1_adapter", "stage2_dmd", "stage3_hybrid")
+PRODUCES = {"stage0_vae": "encoders", "stage0_dit": "teacher", "stage1_adapter": "adapter", "stage2_dmd": "generator"}
+
+
+def plan(preset: str, configs: Path, until: str | None = None) -> list[tuple[str, Path]]:
+    """(run name, config file) in pipeline order, up to and including `until` (a stage or ablation name; None:
+    everything); a missing stage config is a one-line error."""
+    stages = TINY_STAGES if preset == "tiny" else MODEL_STAGES
+    if until is not None and until in stages:
+        stages = stages[: stages.index(until) + 1]
+    runs = []
+    for stage in stages:
+        path = configs / f"{stage}.yaml"
+        if not path.is_file():
+            raise ModelConfigError(f"{path} is missing; the pipeline needs one config per stage in {configs}")
+        runs.append((stage, path))
+    if until is None or until not in stages:
+        runs += [(p.stem, p) for p in sorted(configs.glob("ablation_*.yaml"))]
+    names = [name for name, _ in runs]
+    if until is not None and until not in names:
+        raise ModelConfigError(f"--until {until!r} is not a stage of this pipeline; choose one of {names}")
+    return runs[: names.index(until) + 1] if until is not None else runs
+
+
+def run_pipeline(
+    preset: str,
+    bench: Path,
+    out: Path,
+    configs: Path | None = None,
+    model_path: str | None = None,
+    until: str | None = None,
+) -> list[Path]:
+    """Run the pipeline (up to `until`); returns the finished stage folders."""
+    configs = Path(configs) if configs is not None else Path("configs") / preset
+    out = Path(out)
+    runs = plan(preset, configs, until)
+    finished = []
+    init: dict[str, str] = {}
+    for name, path in tqdm(runs, desc="pipeline", unit="stage"):
+        stage_out = out / name
+        data = read_yaml(path)
+        if data.get("preset", preset) != preset:
+            raise ModelConfigError(f"{path} is for preset {data.get('preset')!r}, not {preset!r}")
+        overrides = [f"out={stage_out}", f"data.bench={bench}", f"preset={preset}"]
+        if model_path is not None:
+            overrides.append(f"model_path={model_path}")
+        overrides += [f"init.{key}={value}" for key, value in init.items()]
+        if (data.get("data") or {}).get("cache") is not None:
+            overrides.append(f"data.cache={out / 'cache'}")  # one latent cache per pipeline, shared by its stages
+        config = load_config(path, overrides)
+        if is_finished(stage_out):
+            tqdm.write(f"{name}: finished earlier ({stage_out}), skipped")
+        else:
+            tqdm.write(f"{name}: training {config.steps} steps -> {stage_out}")
+            train(config, resume=True, config_path=str(path))
+        finished.append(stage_out)
+        if name in PRODUCES:
+            init[PRODUCES[name]] = str(stage_out / "export")
+    return finished
