@@ -10,7 +10,7 @@ Rows (each through flashbench's resumable generate + evaluate, same seeds, folde
 A row whose export does not exist yet is printed as "not trained". FVD: lower is better; mask IoU: higher.
 
     python benchmarks/pipeline_quality.py --pipeline runs/pipeline --bench HELD_OUT --out runs/quality \
-        [--condition box --device cpu --limit N]
+        [--condition box --device cpu --limit N --clip-len 16]
 (build a held-out benchmark with another seed: flashbench build synthetic --out HELD_OUT --seed 7 ...)
 """
 
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--condition", default="box", choices=["mask", "box"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--clip-len", type=int, default=16, help="FVD clip frames (<= the benchmark's frames)")
     args = parser.parse_args(argv)
     bench = Benchmark.load(args.bench)
     results = {}
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run = args.out / name
         generate(bench, run, spec, condition=args.condition, limit=args.limit, name=name, device=args.device)
-        overall = evaluate(bench, run, EvalSettings(device=args.device))["overall"]
+        overall = evaluate(bench, run, EvalSettings(device=args.device, clip_len=args.clip_len))["overall"]
         results[name] = {"spec": spec, "fvd": overall.get("fvd"), "mask_iou": overall.get("mask_iou"), "note": ""}
     print(f"{'run':16s} {'FVD':>10s} {'mask IoU':>9s}  spec")
     for name, r in results.items():
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         iou = "" if r["note"] else ("n/a" if r["mask_iou"] is None else f"{r['mask_iou']:.3f}")
         print(f"{name:16s} {fvd:>10s} {iou:>9s}  {r['spec']}")
     record = {"results": results, "provenance": provenance.collect(
-        device=args.device, bench_content_hash=bench.meta.content_hash, condition=args.condition, limit=args.limit)}
+        device=args.device, bench_content_hash=bench.meta.content_hash, condition=args.condition, limit=args.limit,
+        clip_len=args.clip_len)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pipeline_quality.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return 0
