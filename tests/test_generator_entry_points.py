@@ -17,7 +17,7 @@ PAPER_BASELINES = {"wan-resnet", "dmd-resnet", "lcm-resnet", "magicmotion"}
 
 def test_the_paper_baselines_and_the_videos_reader_are_registered():
     assert PAPER_BASELINES | {"videos"} <= set(ENTRY_POINTS)
-    assert ENTRY_POINTS["lcm-resnet"] == "baselines.lcm:LCMGenerator"
+    assert ENTRY_POINTS["lcm-resnet"] == "baselines.lcm:LCM"
 
 
 @pytest.mark.parametrize(("name", "target"), sorted(ENTRY_POINTS.items()))
