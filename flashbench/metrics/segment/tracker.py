@@ -3,32 +3,39 @@
 Algorithm (the same for MobileSAM and SAM vit_b/l/h; every rule is deterministic):
 
 1. Encoding: every frame from the first prompt frame on is encoded once, in batches (encoder.py: input
-   size from the video size, bf16 on CUDA); all objects are decoded on the same embedding.
+   size from the video size, bf16 on CUDA); all objects are decoded on the same embedding. SAM's decoder
+   returns 4 masks per prompt (its single-mask token and its 3 multimask tokens): the hypotheses.
 2. Prompt frame: object k is prompted at ``prompt_frames[k]`` with its ground-truth mask M: the box of M
    (widened by ``box_margin``), ``num_points`` positive points at the most interior pixels of M, negative
-   points on the other objects prompted there (when they lie inside the box), and M itself as SAM's dense
-   mask prompt. Of SAM's 4 outputs (single-mask and 3 multimask tokens, with and without the mask prompt:
-   8 hypotheses) the one with the highest IoU with M is kept. No loss rule applies on the prompt frame, so a
-   prompted object always has a mask there. Its appearance prototype (appearance.py: the mean unit
-   embedding vector under M) is stored.
+   points on the other objects prompted on that frame (when inside the box); the hypotheses come without
+   and with M as SAM's dense mask prompt (8), and the one with the highest IoU with M is kept. No loss
+   rule applies on the prompt frame, so a prompted object always has a mask there. Its appearance
+   prototype (appearance.py: the mean unit embedding vector under M) is stored.
 3. Tracked frame: the prompt comes from the object's previous mask P: box (united with its
    constant-velocity extrapolation, widened by ``box_margin``), positive points shifted by the last
-   displacement, negative points on the other objects' previous masks, and (second hypothesis set)
-   P's low-res logits as the dense mask prompt. Each of the 8 hypotheses h gets
-   ``overlap(h) = IoU(h, P moved by the last displacement)``; the kept one maximises
-   ``overlap + score_weight * predicted IoU``.
-4. Loss (never on the prompt frame): the kept mask is dropped and the object marked lost when it is
-   empty, ``overlap < min_overlap`` (it jumped somewhere else), its area exceeds ``max_growth`` times the
-   median area of the last ``recent`` kept masks (leak onto the background: a growth relative to the
-   object's own recent size, which a box that grows with the mask cannot hide), or its appearance
-   similarity to the prototype is below ``min_similarity`` (the box holds an occluder or background).
-5. Lost object (re-detection), every frame while lost: the cosine similarity of every embedding cell to the
-   prototype (the prompt frame's or the last kept mask's, whichever is higher per cell) gives a peak cell;
-   when the peak is at least ``redetect_similarity``, SAM is prompted with a positive point at that cell
-   (plus the other objects' negative points) and its 4 outputs are candidates; a candidate is accepted when
-   its own prototype similarity is at least ``redetect_similarity``, its predicted IoU at least
-   ``min_score`` and its area within a factor ``max_growth**2`` of the last kept area. The best accepted
-   candidate (highest similarity) restarts tracking; otherwise the object's mask is empty in this frame.
+   displacement, negative points on the other objects' previous masks inside the box. ``dense_prompt``
+   chooses the hypotheses: "none" (default: box + points, 4), "mask" (P's low-res logits as dense prompt,
+   4) or "both" (8). A dense prompt makes masks stick where the object was on fast synthetic motion
+   (tests/test_tracker_rules.py), and costs a decoder pass. Each hypothesis h gets
+   ``overlap(h) = IoU(h, P moved by its last displacement)``, ``growth(h) = area(h) / the largest area
+   kept so far`` and ``similarity(h)`` = cosine similarity of its prototype to the object's (the better
+   of the prompt frame's and the last kept mask's).
+4. Loss rules (never on the prompt frame): a hypothesis is admissible when it is non-empty, ``overlap >=
+   min_overlap`` (it did not jump elsewhere), ``growth <= max_growth`` (no leak onto the background; the
+   reference is the object's own largest area, which a box growing with the mask cannot hide) and
+   ``similarity >= min_similarity`` (the box does not hold an occluder or background). The admissible one
+   with the highest ``overlap + score_weight * predicted IoU + similarity_weight * similarity`` is kept;
+   when none is admissible the object is lost from this frame on (its mask is empty) until re-detected.
+5. Re-detection, every frame while lost: each embedding cell's similarity to the object's two prototypes
+   (the higher of the two) gives a peak cell; when the peak is at least ``redetect_similarity``, SAM is
+   prompted with a positive point there (and negative points on the other objects' masks); a hypothesis
+   is accepted when its similarity is at least ``redetect_similarity``, its predicted IoU at least
+   ``min_score`` and its area within [largest / max_growth**2, largest * max_growth] of the object's largest
+   kept area. The largest accepted one (the whole object rather than one of its parts) restarts tracking
+   (velocity unknown); otherwise the mask stays empty in this frame.
+
+`SamTracker.events` lists the losses (with the failing rules of the best-ranked hypothesis) and
+re-detections of the last `track` call.
 """
 
 from __future__ import annotations
