@@ -13,7 +13,6 @@ from scipy import ndimage
 
 from flashbench.errors import WeightsError
 from flashbench.metrics.iou import mask_iou
-from flashbench.metrics.segment.encoder import auto_image_size
 
 SIZE = 128
 
@@ -56,12 +55,6 @@ def _track(tracker, frames, masks, start=None):
     pred = tracker.track(frames, masks[first, np.arange(1)], first)
     return pred, mask_iou(pred, masks, first)[:, 0]
 
-
-def test_auto_image_size_follows_the_video():
-    assert auto_image_size(128, 128) == 256
-    assert auto_image_size(480, 854) == 1024  # 2 x 854 > 1024: capped
-    assert auto_image_size(200, 300) == 640
-    assert auto_image_size(16, 16) == 256
 
 
 def test_recovers_after_full_occlusion(tracker):

@@ -66,12 +66,12 @@ def encode_frames(
     device = model.pixel_mean.device
     h, w = input_shape(frames.shape[1], frames.shape[2], size)
     cuda = device.type == "cuda"
-    t = 0
     last_frame, last_embedding = None, None
-    while t < len(frames):
+    for t in range(0, len(frames), settings.batch):
         chunk = frames[t : t + settings.batch]
-        t += len(chunk)
-        fresh = [i for i in range(len(chunk)) if last_frame is None or not np.array_equal(chunk[i], chunk[i - 1] if i else last_frame)]
+        previous = [last_frame, *chunk[:-1]]
+        fresh = [i for i in range(len(chunk)) if previous[i] is None or not np.array_equal(chunk[i], previous[i])]
+        embeddings = {}
         if fresh:
             x = torch.as_tensor(chunk[fresh], device=device).permute(0, 3, 1, 2).float()
             x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).round().clamp(0, 255)
@@ -79,12 +79,9 @@ def encode_frames(
             if cuda and settings.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and settings.bf16):
-                emb = model.image_encoder(x)
-            emb = emb.float()
-        j = 0
+                emb = model.image_encoder(x).float()
+            embeddings = {i: emb[j : j + 1] for j, i in enumerate(fresh)}
         for i in range(len(chunk)):
-            if i in fresh:
-                last_embedding = emb[j : j + 1]
-                j += 1
+            last_embedding = embeddings.get(i, last_embedding)
             yield last_embedding
         last_frame = chunk[-1]

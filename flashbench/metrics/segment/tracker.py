@@ -108,7 +108,7 @@ class SamTracker:
 
     model: a `Sam`, or a function image_size -> `Sam` (MobileSAM, whose encoder runs at any size); then
     `image_size` None picks the size from the video (`encoder.auto_image_size`). `timings` accumulates seconds
-    spent encoding and decoding and the number of frames encoded / decoded.
+    spent encoding (waiting for embeddings) and decoding (prompts, decoder, rules) and the frames tracked.
     """
 
     def __init__(
@@ -136,7 +136,7 @@ class SamTracker:
         self.settings = settings
         self.encoder = encoder
         self.progress = progress
-        self.timings = {"encode_s": 0.0, "decode_s": 0.0, "encoded": 0, "decoded": 0}
+        self.timings = {"encode_s": 0.0, "decode_s": 0.0, "frames": 0}
         self.events: list[dict] = []  # the last track() call's losses and re-detections (frame, object, why)
 
     def describe(self) -> dict:
@@ -195,8 +195,7 @@ class SamTracker:
                     out[t, k] = track.mask
             self.timings["encode_s"] += tock - tick
             self.timings["decode_s"] += time.perf_counter() - tock
-            self.timings["encoded"] += 1
-            self.timings["decoded"] += 1
+            self.timings["frames"] += 1
         self.events = step.events
         return out
 
