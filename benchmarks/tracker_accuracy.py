@@ -60,11 +60,11 @@ def share_embeddings(tracker: SamTracker) -> None:
     memo: dict[tuple[int, bytes], list[torch.Tensor]] = {}
     encode = tracker.encode
 
-    def shared(model, frames):
+    def shared(model, frames):  # a generator: the encoding happens on the first next(), inside the timed loop
         key = (model.image_encoder.img_size, hashlib.sha256(frames.tobytes()).digest())
         if key not in memo:
             memo[key] = list(encode(model, frames))
-        return iter(memo[key])
+        yield from memo[key]
 
     tracker.encode = shared
 

@@ -8,8 +8,9 @@ Algorithm (the same for MobileSAM and SAM vit_b/l/h; every rule is deterministic
 2. Prompt frame: object k is prompted at ``prompt_frames[k]`` with its ground-truth mask M: the box of M
    (widened by ``box_margin``), ``num_points`` positive points at the most interior pixels of M, negative
    points on the other objects prompted on that frame (when inside the box); the hypotheses come without
-   and with M as SAM's dense mask prompt (8), and the one with the highest IoU with M is kept. No loss
-   rule applies on the prompt frame, so a prompted object always has a mask there. Its appearance
+   and with M as SAM's dense mask prompt (8), and the one with the highest IoU with M is kept (M itself
+   when all 8 are empty, e.g. an object too small for the encoder). No loss rule applies on the prompt
+   frame, so a prompted object always has a mask there. Its appearance
    prototype (appearance.py: the mean unit embedding vector under M) is stored.
 3. Tracked frame: the prompt comes from the object's previous mask P: box (united with its
    constant-velocity extrapolation, widened by ``box_margin``), positive points shifted by the last
