@@ -164,7 +164,7 @@ def test_tracking_real_video_matches_ground_truth(tracked):
             assert not real[:f, k].any()  # nothing before the prompt frame
         iou = summarize(mask_iou(real, masks, start=first))
         print(f"real video: mask IoU per object {np.round(iou.per_object, 3)}, mean {iou.mean:.3f}")
-        assert iou.scored and iou.mean >= 0.85, iou
+        assert iou.scored and iou.mean >= 0.9, iou
         assert (iou.per_object >= 0.7).all(), iou
         boxes = summarize(box_iou(boxes_from_masks(real), boxes_from_masks(masks), start=first))
         print(f"real video: box IoU per object {np.round(boxes.per_object, 3)}, mean {boxes.mean:.3f}")

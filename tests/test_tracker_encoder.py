@@ -12,8 +12,8 @@ from flashbench.metrics.segment.mobilesam import build_mobilesam
 
 
 def test_auto_image_size_follows_the_video():
-    assert auto_image_size(128, 128) == 256  # 2 x 128, not 1024
-    assert auto_image_size(200, 300) == 640  # 2 x 300 = 600, rounded up to 64
+    assert auto_image_size(128, 128) == 512  # 4 x 128, not 1024
+    assert auto_image_size(90, 150) == 640  # 4 x 150 = 600, rounded up to 64
     assert auto_image_size(480, 854) == 1024  # capped at MobileSAM's training size
     assert auto_image_size(16, 16) == 256  # at least 256
     assert input_shape(480, 854, 1024) == (576, 1024)  # ResizeLongestSide: int(575.5 + 0.5)

@@ -7,9 +7,10 @@ The encoder returns ``(B, 256, S/16, S/16)`` embeddings.
 
 Input size (`auto_image_size`): MobileSAM was trained at ``S = 1024`` but its TinyViT encoder has no
 absolute position embedding, so it runs at any ``S`` divisible by 64. Upsampling a small video to 1024 costs
-``(1024/S)^2`` more encoder work for no new detail; the default keeps ``UPSAMPLE`` (2x) the video's longest
-side, rounded up to a multiple of 64, within [`MIN_IMAGE_SIZE`, 1024] (accuracy per size: see
-benchmarks/eval_speed.py and docs/ARCHITECTURE.md). SAM ViT-B/L/H have absolute position embeddings for
+``(1024/S)^2`` more encoder work; the default is ``UPSAMPLE`` (4x) the video's longest side, rounded up to
+a multiple of 64, within [`MIN_IMAGE_SIZE`, 1024]: 512 for a 128^2 video, 1024 from 256 px on. 4x, not 2x:
+on the synthetic 128^2 scenes of tests/test_segment.py mask IoU was 0.84 / 0.94 at 256 and 0.90 / 0.95
+at 512 (benchmarks/eval_speed.py prints accuracy and cost per size). SAM ViT-B/L/H have absolute position embeddings for
 1024 and always use it.
 
 On CUDA the encoder runs in bfloat16 autocast with channels-last inputs (`EncoderSettings`); the embeddings
@@ -29,7 +30,7 @@ from segment_anything.modeling import Sam
 
 MAX_IMAGE_SIZE = 1024
 MIN_IMAGE_SIZE = 256
-UPSAMPLE = 2.0
+UPSAMPLE = 4.0
 SIZE_STEP = 64
 
 

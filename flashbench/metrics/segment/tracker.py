@@ -31,8 +31,8 @@ Algorithm (the same for MobileSAM and SAM vit_b/l/h; every rule is deterministic
    (the higher of the two) gives a peak cell; when the peak is at least ``redetect_similarity``, SAM is
    prompted with a positive point there (and negative points on the other objects' masks); a hypothesis
    is accepted when its similarity is at least ``redetect_similarity``, its predicted IoU at least
-   ``min_score`` and its area within [largest / max_growth**2, largest * max_growth] of the object's largest
-   kept area. The largest accepted one (the whole object rather than one of its parts) restarts tracking
+   ``min_score``, its area within [largest / max_growth**2, largest * max_growth] of the object's largest
+   kept area, and at most half of it lies on the other objects' masks (another object is not taken for it). The largest accepted one (the whole object rather than one of its parts) restarts tracking
    (velocity unknown); otherwise the mask stays empty in this frame.
 
 `SamTracker.events` lists the losses (with the failing rules of the best-ranked hypothesis) and
@@ -65,7 +65,9 @@ class TrackerSettings:
     num_points: int = 3
     dense_prompt: str = "none"  # hypotheses of tracked frames: "none" | "mask" (dense prompt only) | "both"
     box_margin: float = 0.1
+    coverage_weight: float = 1.0
     score_weight: float = 0.1
+    size_weight: float = 0.5
     similarity_weight: float = 0.5
     min_overlap: float = 0.2
     max_growth: float = 2.0
@@ -293,7 +295,9 @@ class _Step:
         else:
             d = (cur_box - track.prev_box).reshape(2, 2).mean(axis=0)
             dx, dy = int(round(d[0])), int(round(d[1]))
-        overlap = _iou(masks, _shift(track.mask, dx, dy))
+        moved = _shift(track.mask, dx, dy)
+        overlap = _iou(masks, moved)
+        coverage = np.logical_and(masks, moved).sum(axis=(1, 2)) / max(int(moved.sum()), 1)
         areas = masks.sum(axis=(1, 2))
         growth = areas / float(max(track.areas))
         sims = self.similarity(track, masks)
@@ -304,7 +308,9 @@ class _Step:
             "appearance": sims < self.s.min_similarity,
         }
         ok = ~np.any(list(checks.values()), axis=0)
-        rank = overlap + self.s.score_weight * scores + self.s.similarity_weight * sims
+        size = -np.abs(np.log(np.maximum(growth, 1e-6)))  # 0 at the largest kept area, lower for parts / leaks
+        rank = (overlap + self.s.coverage_weight * coverage + self.s.score_weight * scores
+                + self.s.similarity_weight * sims + self.s.size_weight * size)
         if not ok.any():
             first = int(np.argmax(rank))
             track.lost = True
@@ -341,11 +347,14 @@ class _Step:
         sims = self.similarity(track, masks)
         areas = masks.sum(axis=(1, 2))
         ref = max(track.areas)
+        taken = np.any(others, axis=0) if others else np.zeros(self.hw, bool)
+        on_others = np.logical_and(masks, taken).sum(axis=(1, 2)) / np.maximum(areas, 1)
         ok = (
             (sims >= self.s.redetect_similarity)
             & (scores >= self.s.min_score)
             & (areas >= ref / self.s.max_growth**2)
             & (areas <= ref * self.s.max_growth)
+            & (on_others <= 0.5)
         )
         if not ok.any():
             return
