@@ -4,8 +4,8 @@ On the same synthetic scenes (flashbench.data.synthetic, written to mp4 and read
 - tracking, seconds per frame per object:
   before: the previous pipeline (segment_anything's SamPredictor: every frame upsampled to 1024^2 and encoded
   alone, then one batched decoder call);
-  after: `SamTracker` (frames encoded in batches at the input size chosen from the video size, 2 x the long
-  side within [256, 1024]; one dense-prompted decoder pass per object);
+  after: `SamTracker` (frames encoded in batches at the input size chosen from the video size, 4 x the long
+  side within [256, 1024]; one decoder pass per object and frame, plus its rules);
   plus the mean mask IoU against the scene's ground truth at each encoder size, so a size is never chosen for
   speed alone;
 - FID / FVD features, seconds per frame: before, each extractor decoding the mp4 again; after, both reading
@@ -54,7 +54,7 @@ def before_tracking(model, frames: np.ndarray, prompts: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=128, help="video side (square)")
-    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--objects", type=int, default=2)
     ap.add_argument("--scenes", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -71,7 +71,7 @@ def main() -> None:
         n_obj_frames = n_frames * args.objects
 
         auto = auto_image_size(*hw)
-        sizes = sorted({auto, 512, 1024} | ({256} if auto < 512 else set()))
+        sizes = sorted({256, 512, 1024, auto})
         print(f"video {hw[0]}x{hw[1]}, {args.scenes} scenes x {args.frames} frames x {args.objects} objects; "
               f"auto encoder size {auto}; device {args.device}")
         after = {}

@@ -21,8 +21,8 @@ from flashbench.metrics.segment import load_segmenter
 from flashbench.metrics.segment.base import check_track_inputs
 from flashbench.metrics.segment.checkpoint import load_strict, read_state_dict
 from flashbench.metrics.segment.mobilesam import build_mobilesam
-from flashbench.metrics.segment.tiny_vit import Attention
 from flashbench.metrics.segment.prompts import mask_logits, mask_prompts, negative_points
+from flashbench.metrics.segment.tiny_vit import Attention
 from flashbench.video import read_video, write_video
 
 

@@ -25,7 +25,10 @@ Algorithm (the same for MobileSAM and SAM vit_b/l/h; every rule is deterministic
    min_overlap`` (it did not jump elsewhere), ``growth <= max_growth`` (no leak onto the background; the
    reference is the object's own largest area, which a box growing with the mask cannot hide) and
    ``similarity >= min_similarity`` (the box does not hold an occluder or background). The admissible one
-   with the highest ``overlap + score_weight * predicted IoU + similarity_weight * similarity`` is kept;
+   with the highest ``overlap + coverage_weight * coverage + score_weight * predicted IoU +
+   similarity_weight * similarity - size_weight * |log growth|`` is kept (coverage: the fraction of the
+   moved P inside h; the last two terms prefer the whole object to one of its parts, e.g. when it comes
+   out from behind an occluder, whose visible half IoU alone would keep);
    when none is admissible the object is lost from this frame on (its mask is empty) until re-detected.
 5. Re-detection, every frame while lost: each embedding cell's similarity to the object's two prototypes
    (the higher of the two) gives a peak cell; when the peak is at least ``redetect_similarity``, SAM is
@@ -122,7 +125,7 @@ class SamTracker:
         checkpoint_sha256: str | None = None,
         image_size: int | None = None,
         settings: TrackerSettings = TrackerSettings(),
-        encoder: EncoderSettings = EncoderSettings(),
+        encoder: EncoderSettings | None = None,
         progress: bool = True,
     ) -> None:
         self.name = name
@@ -137,7 +140,7 @@ class SamTracker:
         self.checkpoint = checkpoint
         self.checkpoint_sha256 = checkpoint_sha256
         self.settings = settings
-        self.encoder = encoder
+        self.encoder = encoder or EncoderSettings()
         self.progress = progress
         self.timings = {"encode_s": 0.0, "decode_s": 0.0, "frames": 0}
         self.events: list[dict] = []  # the last track() call's losses and re-detections (frame, object, why)
