@@ -1,7 +1,7 @@
 """Segmenters: MobileSAM strict loading, prompts from masks, input checks, and tracking synthetic videos.
 
 The tracking test segments two procedural scenes after an H.264 round trip and checks the mean mask IoU
-against the ground truth (>= 0.85), and that a wrong video (the first frame frozen while the objects move)
+against the ground truth (>= 0.9), and that a wrong video (the first frame frozen while the objects move)
 scores clearly lower. Needs the MobileSAM weights (`flashbench weights fetch mobilesam`); skipped otherwise.
 """
 
