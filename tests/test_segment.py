@@ -1,7 +1,7 @@
 """Segmenters: MobileSAM strict loading, prompts from masks, input checks, and tracking synthetic videos.
 
 The tracking test segments two procedural scenes after an H.264 round trip and checks the mean mask IoU
-against the ground truth (>= 0.85), and that a wrong video (the first frame frozen while the objects move)
+against the ground truth (>= 0.9), and that a wrong video (the first frame frozen while the objects move)
 scores clearly lower. Needs the MobileSAM weights (`flashbench weights fetch mobilesam`); skipped otherwise.
 """
 
@@ -21,8 +21,8 @@ from flashbench.metrics.segment import load_segmenter
 from flashbench.metrics.segment.base import check_track_inputs
 from flashbench.metrics.segment.checkpoint import load_strict, read_state_dict
 from flashbench.metrics.segment.mobilesam import build_mobilesam
+from flashbench.metrics.segment.prompts import mask_logits, mask_prompts, negative_points
 from flashbench.metrics.segment.tiny_vit import Attention
-from flashbench.metrics.segment.tracker import mask_prompts
 from flashbench.video import read_video, write_video
 
 
@@ -164,7 +164,7 @@ def test_tracking_real_video_matches_ground_truth(tracked):
             assert not real[:f, k].any()  # nothing before the prompt frame
         iou = summarize(mask_iou(real, masks, start=first))
         print(f"real video: mask IoU per object {np.round(iou.per_object, 3)}, mean {iou.mean:.3f}")
-        assert iou.scored and iou.mean >= 0.85, iou
+        assert iou.scored and iou.mean >= 0.9, iou
         assert (iou.per_object >= 0.7).all(), iou
         boxes = summarize(box_iou(boxes_from_masks(real), boxes_from_masks(masks), start=first))
         print(f"real video: box IoU per object {np.round(boxes.per_object, 3)}, mean {boxes.mean:.3f}")
@@ -181,17 +181,22 @@ def test_tracking_frozen_video_scores_lower(tracked):
         assert frozen_iou <= real_iou - 0.25, (real_iou, frozen_iou)
 
 
-def test_outside_fraction_matches_a_pixel_count():
-    from flashbench.metrics.segment.tracker import outside_fraction
+def test_negative_points_on_other_objects_inside_the_box():
+    own = np.zeros((40, 60), bool)
+    own[10:30, 5:25] = True
+    near, far = np.zeros_like(own), np.zeros_like(own)
+    near[12:20, 22:34] = True  # overlaps own's right edge, its centre inside the box [0, 40)
+    far[5:15, 48:58] = True  # outside the box
+    points = negative_points(own, np.array([0.0, 0.0, 40.0, 40.0]), [near, far, np.zeros_like(own)])
+    assert points.shape == (1, 2)
+    x, y = np.floor(points[0]).astype(int)
+    assert near[y, x] and not own[y, x]  # on the part of the neighbour that is not this object
 
-    rng = np.random.default_rng(3)
-    masks = rng.random((6, 20, 24)) < 0.3
-    masks[5] = False
-    x0, y0 = rng.uniform(0, 12, 6), rng.uniform(0, 10, 6)
-    boxes = np.stack([x0, y0, x0 + rng.uniform(1, 12, 6), y0 + rng.uniform(1, 10, 6)], axis=1)
-    expected = []
-    for m, (a, b, c, d) in zip(masks, boxes, strict=True):
-        ys, xs = np.nonzero(m)
-        inside = ((xs + 0.5 >= a) & (xs + 0.5 <= c) & (ys + 0.5 >= b) & (ys + 0.5 <= d)).sum()
-        expected.append(1.0 - inside / len(xs) if len(xs) else 1.0)
-    np.testing.assert_allclose(outside_fraction(masks, boxes), expected)
+
+def test_mask_logits_follow_the_model_input_layout():
+    mask = np.zeros((60, 120), bool)
+    mask[:, :60] = True  # left half of a 2:1 frame
+    logits = mask_logits(mask, input_hw=(128, 256), image_size=256, low_res=64)
+    assert logits.shape == (1, 64, 64)
+    assert (logits[0, :32, :32] > 0).all() and (logits[0, :32, 33:] < 0).all()  # the object, the rest
+    assert (logits[0, 33:] < 0).all()  # the padding below the frame

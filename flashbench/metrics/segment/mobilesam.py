@@ -11,16 +11,19 @@ from flashbench.metrics.segment.checkpoint import load_strict, read_state_dict
 from flashbench.metrics.segment.tiny_vit import TinyViT
 from flashbench.metrics.segment.tracker import SamTracker
 
-IMAGE_SIZE = 1024
+IMAGE_SIZE = 1024  # MobileSAM's training size
 PROMPT_EMBED_DIM = 256
 
 
-def build_mobilesam() -> Sam:
-    """The MobileSAM network with random weights (MobileSAM's `build_sam_vit_t` hyper-parameters)."""
-    embedding_size = IMAGE_SIZE // 16
+def build_mobilesam(image_size: int = IMAGE_SIZE) -> Sam:
+    """The MobileSAM network with random weights (MobileSAM's `build_sam_vit_t` hyper-parameters), its encoder
+    reading `image_size`^2 inputs (a multiple of 64; the weights do not depend on it)."""
+    if image_size % 64 or image_size < 64:
+        raise WeightsError(f"MobileSAM image size must be a positive multiple of 64, got {image_size}")
+    embedding_size = image_size // 16
     return Sam(
         image_encoder=TinyViT(
-            img_size=IMAGE_SIZE,
+            img_size=image_size,
             embed_dims=(64, 128, 160, 320),
             depths=(2, 2, 6, 2),
             num_heads=(2, 4, 5, 10),
@@ -29,7 +32,7 @@ def build_mobilesam() -> Sam:
         prompt_encoder=PromptEncoder(
             embed_dim=PROMPT_EMBED_DIM,
             image_embedding_size=(embedding_size, embedding_size),
-            input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
+            input_image_size=(image_size, image_size),
             mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(
@@ -44,15 +47,27 @@ def build_mobilesam() -> Sam:
     ).eval()
 
 
-def load_mobilesam(device: str = "cpu", checkpoint: Path | None = None, progress: bool = True) -> SamTracker:
-    """MobileSAM tracker; checkpoint defaults to the cached file of `flashbench weights fetch mobilesam`."""
+def load_mobilesam(
+    device: str = "cpu", checkpoint: Path | None = None, progress: bool = True, image_size: int | None = None
+) -> SamTracker:
+    """MobileSAM tracker; checkpoint defaults to the cached file of `flashbench weights fetch mobilesam`.
+
+    image_size: encoder input side (multiple of 64); None chooses it from each video's size
+    (`encoder.auto_image_size`). A model is built per size, all from the same weights.
+    """
     from flashbench.weights import resolve, sha256_file
 
     path = resolve("mobilesam") if checkpoint is None else Path(checkpoint)
     if not path.is_file():
         raise WeightsError(f"MobileSAM checkpoint not found: {path}; run `flashbench weights fetch mobilesam`")
     fix = "pass the official mobile_sam.pt (`flashbench weights fetch mobilesam`)"
-    model = build_mobilesam()
-    load_strict(model, read_state_dict(path, fix), path, fix)
-    sha = sha256_file(path)
-    return SamTracker(model.to(device), name="mobilesam", checkpoint=path, checkpoint_sha256=sha, progress=progress)
+    state = read_state_dict(path, fix)
+    load_strict(build_mobilesam(), state, path, fix)  # a wrong file fails here, not on the first video
+
+    def build(size: int) -> Sam:
+        model = build_mobilesam(size)
+        load_strict(model, state, path, fix)
+        return model.to(device)
+
+    return SamTracker(build, name="mobilesam", checkpoint=path, checkpoint_sha256=sha256_file(path),
+                      image_size=image_size, progress=progress)
