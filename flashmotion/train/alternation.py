@@ -30,3 +30,16 @@ class UpdateRatio:
     def updates(self, name: str, step: int) -> bool:
         """Whether role `name` is updated at global step `step` (0-based)."""
         return step % self.cycle < self.counts[name]
+
+
+class UpdateCounts:
+    """Per-role update counters of an alternating method, checkpointed as the method's extra state (so a resumed
+    run logs the same counts). Subclasses set `self.updates = {role: 0, ...}`."""
+
+    updates: dict[str, int]
+
+    def state_dict(self) -> dict:
+        return {"updates": dict(self.updates)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = {name: int(n) for name, n in state["updates"].items()}

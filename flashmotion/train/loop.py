@@ -147,21 +147,19 @@ class Optimization:
         if not self.ema:
             yield
             return
-        with torch.no_grad():
-            for name, params in self.params.items():
-                for shadow, p in zip(self.ema[name], params, strict=True):
-                    tmp = p.detach().clone()
-                    p.copy_(shadow)
-                    shadow.copy_(tmp)
+        self._swap_ema()
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, params in self.params.items():
-                    for shadow, p in zip(self.ema[name], params, strict=True):
-                        tmp = p.detach().clone()
-                        p.copy_(shadow)
-                        shadow.copy_(tmp)
+            self._swap_ema()
+
+    @torch.no_grad()
+    def _swap_ema(self) -> None:
+        for name, params in self.params.items():
+            for shadow, p in zip(self.ema[name], params, strict=True):
+                tmp = p.detach().clone()
+                p.copy_(shadow)
+                shadow.copy_(tmp)
 
 
 def _mean_logs(rows: list[dict[str, float]]) -> dict[str, float]:

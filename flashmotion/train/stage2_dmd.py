@@ -46,7 +46,7 @@ from flashmotion.models.build import (
     export_checkpoint,
 )
 from flashmotion.sampling import NUM_TRAIN_TIMESTEPS, add_noise, randn, shift_sigma
-from flashmotion.train.alternation import UpdateRatio
+from flashmotion.train.alternation import UpdateCounts, UpdateRatio
 from flashmotion.train.losses import dmd_loss
 from flashmotion.train.method import StepContext, TrainBatch
 from flashmotion.train.registry import Stage, register, role_kwargs
@@ -116,7 +116,7 @@ def flow_matching_loss(role: RoleModel, x0: torch.Tensor, sigma: torch.Tensor, n
     return F.mse_loss(velocity[:, :, 1:], (noise - x0)[:, :, 1:].float())
 
 
-class DMDMethod:
+class DMDMethod(UpdateCounts):
     """Stage 2 (see the module docstring). Optimizers: 'generator' and 'fake_score'."""
 
     name = "stage2_dmd"
@@ -185,12 +185,6 @@ class DMDMethod:
         logs["loss/fake_score"] = fake_loss.item()
         logs.update({f"updates/{name}": float(n) for name, n in self.updates.items()})
         return logs
-
-    def state_dict(self) -> dict:
-        return {"updates": dict(self.updates)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.updates = {name: int(n) for name, n in state["updates"].items()}
 
     def export(self, out_dir: Path) -> None:
         """The FastGenerator as a FlashMotion checkpoint (with a zero-initialised adapter: the plain transformer)."""

@@ -48,7 +48,7 @@ from flashmotion.models.build import (
 )
 from flashmotion.models.discriminator import TrajectoryDiscriminator
 from flashmotion.sampling import NUM_TRAIN_TIMESTEPS, add_noise, randn
-from flashmotion.train.alternation import UpdateRatio
+from flashmotion.train.alternation import UpdateCounts, UpdateRatio
 from flashmotion.train.losses import (
     LambdaSchedule,
     approximate_r1,
@@ -111,7 +111,7 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class HybridMethod:
+class HybridMethod(UpdateCounts):
     """Stage 3 (see the module docstring). Optimizers: 'adapter' and, with the GAN loss, 'discriminator'."""
 
     name = "stage3_hybrid"
@@ -221,12 +221,6 @@ class HybridMethod:
             self.updates["discriminator"] += 1
         logs.update({f"updates/{name}": float(n) for name, n in self.updates.items()})
         return logs
-
-    def state_dict(self) -> dict:
-        return {"updates": dict(self.updates)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.updates = {name: int(n) for name, n in state["updates"].items()}
 
     def export(self, out_dir: Path) -> None:
         """FastGenerator transformer + the (fine-tuned) adapter: a 4-step `flashmotion checkpoint=DIR` generator."""
