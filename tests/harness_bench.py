@@ -75,3 +75,18 @@ class Hostile:
 
             time.sleep(self.hang)
         return GeneratedVideo(frames=np.repeat(request.first_frame[None], request.num_frames, axis=0), nfe=1)
+
+
+def metric_components(clip_len: int):
+    """(MobileSAM segmenter, FID/FVD feature extractor with `clip_len`-frame FVD clips) from the weight cache;
+    the calling test is skipped when the metric weights are missing."""
+    import pytest
+
+    from flashbench.errors import WeightsError
+    from flashbench.eval_features import FeatureExtractor, FeatureSettings
+    from flashbench.metrics.segment.base import load_segmenter
+
+    try:
+        return load_segmenter("mobilesam", progress=False), FeatureExtractor(FeatureSettings(clip_len=clip_len))
+    except WeightsError as e:
+        pytest.skip(f"metric weights missing: {e}")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness_bench import metric_components
 
 from flashbench.distributed_eval import Launch, rank_device, torchrun_launch
-from flashbench.errors import FlashBenchError, WeightsError
-from flashbench.eval_features import FeatureExtractor, FeatureSettings
+from flashbench.errors import FlashBenchError
 from flashbench.evaluation import EvalSettings, evaluate
 from flashbench.runner import Shard, generate
 from flashbench.weights import home
@@ -35,14 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def components():
-    try:
-        from flashbench.metrics.segment.base import load_segmenter
-
-        segmenter = load_segmenter("mobilesam", progress=False)
-        features = FeatureExtractor(FeatureSettings(clip_len=FRAMES))
-    except WeightsError as e:
-        pytest.skip(f"metric weights missing: {e}")
-    return segmenter, features
+    return metric_components(FRAMES)
 
 
 @pytest.fixture(scope="module")

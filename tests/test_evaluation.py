@@ -14,11 +14,12 @@ import shutil
 
 import numpy as np
 import pytest
+from harness_bench import metric_components
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from flashbench.aggregate import metrics_block
 from flashbench.data.objects import read_objects
-from flashbench.errors import FlashBenchError, WeightsError
+from flashbench.errors import FlashBenchError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings
 from flashbench.evaluation import EvalSettings, evaluate
 from flashbench.metrics.frechet import fid_from_features
@@ -34,14 +35,7 @@ METRIC_SECTIONS = ("run", "overall", "groups", "settings", "errors")
 
 @pytest.fixture(scope="module")
 def components():
-    try:
-        from flashbench.metrics.segment.base import load_segmenter
-
-        segmenter = load_segmenter("mobilesam", progress=False)
-        features = FeatureExtractor(FeatureSettings(clip_len=FRAMES))
-    except WeightsError as e:
-        pytest.skip(f"metric weights missing: {e}")
-    return segmenter, features
+    return metric_components(FRAMES)
 
 
 @pytest.fixture(scope="module")
