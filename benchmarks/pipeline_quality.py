@@ -3,6 +3,7 @@
 Rows (each through flashbench's resumable generate + evaluate, same seeds, folders under --out):
   random-init-50   "wan-adapter" with no checkpoint (seeded random tiny backbone + zero adapter), 50-step CFG
   static           flashbench's `static` reference (the first frame repeated)
+  vae-recon        the real video through the stage-0 VAE (the ceiling of every latent row below)
   teacher-50       stage0_dit export, 50-step CFG (its adapter is zero-initialised: no trajectory control)
   slow-adapter-50  stage1_adapter export, 50-step CFG
   fast+slow-4      ablation_slow_adapter export (FastGenerator + SlowAdapter), 4 steps
@@ -26,12 +27,14 @@ from flashbench.evaluation import EvalSettings, evaluate
 from flashbench.runner import generate
 
 
-def rows(pipeline: Path, common: str) -> dict[str, tuple[str, Path | None]]:
+def rows(pipeline: Path, preset: str, device: str) -> dict[str, tuple[str, Path | None]]:
     """name -> (generator spec, export folder it needs or None)."""
+    common = f"preset={preset} device={device}"
     export = lambda stage: pipeline / stage / "export"  # noqa: E731
     return {
         "random-init-50": (f"wan-adapter {common}", None),
         "static": ("static", None),
+        "vae-recon": (f"vae-reconstruction checkpoint={export('stage0_vae')} preset={preset} device={device}", export("stage0_vae")),
         "teacher-50": (f"wan-adapter checkpoint={export('stage0_dit')} {common}", export("stage0_dit")),
         "slow-adapter-50": (f"wan-adapter checkpoint={export('stage1_adapter')} {common}", export("stage1_adapter")),
         "fast+slow-4": (f"flashmotion checkpoint={export('ablation_slow_adapter')} {common}", export("ablation_slow_adapter")),
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bench = Benchmark.load(args.bench)
     results = {}
-    for name, (spec, needs) in rows(args.pipeline, f"preset={args.preset} device={args.device}").items():
+    for name, (spec, needs) in rows(args.pipeline, args.preset, args.device).items():
         if needs is not None and not (needs / "flashmotion.json").is_file():
             results[name] = {"spec": spec, "fvd": None, "mask_iou": None, "note": "not trained"}
             continue

@@ -69,13 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_evaluate)
 
     demo = subparsers.add_parser(
-        "demo", help="synthetic benchmark + reference generators + evaluation + report, in a few CPU minutes"
+        "demo", help="the paper's table at toy scale: every generator on a synthetic FlashBench-mini, CPU, ~20 min"
     )
     demo.add_argument("--out", type=folder_arg, default=Path("reports/demo"))
-    demo.add_argument("--videos-per-group", type=positive_int, default=1)
-    demo.add_argument("--frames", type=positive_int, default=16)
-    demo.add_argument("--size", type=size_arg, default=(128, 128), metavar="HxW")
-    demo.add_argument("--groups", default="1,2,3", help="object-count groups (default 1,2,3; all: 1,2,3,4,5,6+)")
+    demo.add_argument("--quick", action="store_true", help="2 videos per group instead of 4 (about half the time)")
+    demo.add_argument("--from-scratch", action="store_true",
+                      help="first train every checkpoint (flashmotion pipeline --preset tiny, about an hour) under OUT")
+    demo.add_argument("--checkpoints", type=Path, default=None, help="checkpoint folder (default: the shipped data/checkpoints)")
+    demo.add_argument("--videos-per-group", type=positive_int, default=None, help="default 4 (--quick: 2)")
+    demo.add_argument("--groups", default="1,2,3,4,5,6+", help="object-count groups (default all six)")
     demo.add_argument("--device", default="cpu")
     demo.set_defaults(func=_demo)
 
@@ -156,9 +158,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from flashbench.demo import run_demo
+    import dataclasses
 
-    index = run_demo(args.out, videos_per_group=args.videos_per_group, frames=args.frames, size=args.size,
-                     groups=args.groups, device=args.device)
+    from flashbench.demo import DemoSettings, quick_settings, run_demo
+
+    settings = quick_settings() if args.quick else DemoSettings()
+    if args.videos_per_group is not None:
+        settings = dataclasses.replace(settings, videos_per_group=args.videos_per_group)
+    settings = dataclasses.replace(settings, groups=args.groups)
+    index = run_demo(args.out, settings, device=args.device, checkpoints=args.checkpoints, from_scratch=args.from_scratch)
     print(index)
     return 0

@@ -67,6 +67,9 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a FlashMotion checkpoint (no {CONFIG_NAME}); save one with save_checkpoint")
+    from flashmotion.checkpoint_cards import verify_card  # a shipped checkpoint: every file's sha256 first
+
+    verify_card(directory)
     config = json.loads(path.read_text())
     if config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")

@@ -68,6 +68,14 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from flashmotion.checkpoint_cards import publish
+
+    out = publish(args.pipeline, args.out)
+    print(f"published the run exports of {args.pipeline} with sha256 cards to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="flashmotion", description="Few-step trajectory-controllable image-to-video.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model-path", default=None, help="local Wan2.2-TI2V-5B-Diffusers folder (5B preset)")
     q.add_argument("--until", default=None, help="stop after this stage or ablation (default: run all)")
     q.set_defaults(func=_pipeline)
+
+    c = sub.add_parser("publish", help="copy a pipeline's run exports to a checkpoint folder, each with a sha256 card")
+    c.add_argument("--pipeline", required=True, type=Path, help="a `flashmotion pipeline` --out folder")
+    c.add_argument("--out", required=True, type=Path, help="e.g. data/checkpoints")
+    c.set_defaults(func=_publish)
     return parser
 
 

@@ -194,3 +194,40 @@ class WanAdapter(_TrajectoryGenerator):
 
     name = "wan-adapter"
     defaults = {"sampler": "multistep", "steps": 50, "guidance": 5.0}
+
+
+class VAEReconstruction:
+    """The benchmark's real video through the backbone's VAE (encode, then decode; no network, nfe 0): the ceiling
+    a latent generator on this VAE can reach, and what separates a VAE problem from a DiT problem on the leaderboard.
+    Args: preset, checkpoint (its saved VAE), model_path, device."""
+
+    name = "vae-reconstruction"
+    steps = None
+
+    def __init__(self, preset: str = "tiny", checkpoint: str | None = None, model_path: str | None = None,
+                 device: str = "cpu") -> None:
+        from flashmotion.models.build import build_encoders
+
+        if checkpoint is None and model_path is None:
+            raise ModelConfigError("vae-reconstruction needs checkpoint=DIR (a FlashMotion checkpoint with its VAE) or model_path=DIR")
+        self.device = torch.device(device)
+        self.encoders = build_encoders(preset=preset, model_path=model_path, checkpoint=checkpoint, device=device)
+        self._bench = None
+
+    def bind(self, bench) -> None:
+        self._bench = bench
+
+    def generate(self, request: GenerationRequest) -> GeneratedVideo:
+        from flashmotion.models.backbone import frames_to_tensor, tensor_to_frames
+
+        if self._bench is None:
+            raise GenerationError("vae-reconstruction needs the benchmark: call bind_benchmark(generator, bench) first")
+        frames = self._bench.read_video(self._bench.get(request.sample_id))
+        temporal, _ = self.encoders.vae_stride
+        padded = _round_up(len(frames), temporal, offset=1)
+        frames = np.concatenate([frames, np.repeat(frames[-1:], padded - len(frames), axis=0)])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            video = self.encoders.decode_latents(self.encoders.encode_video(frames_to_tensor(frames).to(self.device)))
+        seconds = time.perf_counter() - start
+        return GeneratedVideo(frames=tensor_to_frames(video)[: request.num_frames], nfe=0, denoise_seconds=seconds)

@@ -7,6 +7,7 @@ own job is wiring the stages together, resuming, and printing the report path la
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,28 +56,64 @@ def cheap_metrics(monkeypatch, tmp_path):
     monkeypatch.setattr("flashbench.evaluation.real_cache_dir", lambda content_hash: tmp_path / "real" / content_hash)
 
 
+SHIPPED = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+
+
+def _rows():
+    from flashbench.demo import REFERENCE_GENERATORS
+
+    return {"FlashMotion (ResNet)": f"flashmotion checkpoint={SHIPPED / 'stage3_hybrid'}",
+            **{name: name for name in REFERENCE_GENERATORS}}
+
+
 def test_demo_end_to_end_and_resume(cheap_metrics, tmp_path, capsys):
+    from flashbench.demo import DemoSettings, run_demo
+
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--groups", "1,2", "--frames", "16", "--size", "32x32"]
-    assert main(args) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == str(out / "index.html") and (out / "index.html").is_file()
-    for name in ("ground-truth", "static", "copy-paste"):
+    settings = DemoSettings(videos_per_group=2, groups="1,2")
+    index = run_demo(out, settings, rows=_rows())
+    assert index == out / "index.html" and index.is_file()
+    for name in ("flashmotion-resnet", "ground-truth", "static", "copy-paste"):
         results = json.loads((out / "runs" / name / "results.json").read_text())
-        assert results["overall"]["n"] == 2 and results["errors"] == []
+        assert results["overall"]["n"] == 4 and results["errors"] == []
+    run = json.loads((out / "runs" / "flashmotion-resnet" / "run.json").read_text())
+    assert "stage3_hybrid" in json.dumps(run)
     leaderboard = (out / "leaderboard.md").read_text()
-    assert all(name in leaderboard for name in ("ground-truth", "static", "copy-paste"))
+    assert all(name in leaderboard for name in ("FlashMotion (ResNet)", "ground-truth", "static", "copy-paste"))
+    assert (out / "compare.md").is_file()  # the ablation table against FlashMotion (ResNet)
     videos = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/videos/*.mp4")}
-    assert main(args) == 0  # rerun: nothing regenerated
+    run_demo(out, settings, rows=_rows())  # rerun: nothing regenerated
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/videos/*.mp4")} == videos
-    assert capsys.readouterr().out.strip().splitlines()[-1] == str(out / "index.html")
+
+
+def test_demo_rows_name_every_shipped_checkpoint_and_cards_verify():
+    from flashbench.demo import demo_rows
+    from flashmotion.checkpoint_cards import verify_card
+
+    rows = demo_rows(SHIPPED)
+    assert len(rows) == 11
+    folders = [Path(spec.split("checkpoint=", 1)[1]) for spec in rows.values() if "checkpoint=" in spec]
+    assert len(folders) == 8
+    for folder in folders:
+        card = verify_card(folder)
+        assert card is not None and card["preset"] == "tiny" and card["steps"] > 0 and card["git_commit"]
+        assert card["bench_content_hash"] and set(card["files"]) >= {"adapter.safetensors", "flashmotion.json"}
 
 
 def test_demo_refuses_a_benchmark_built_differently(cheap_metrics, tmp_path):
-    from flashbench.demo import run_demo
+    from flashbench.demo import DemoSettings, run_demo
 
     out = tmp_path / "demo"
-    run_demo(out, frames=16, size=(32, 32), groups="1,2")
+    rows = {"ground-truth": "ground-truth"}
+    run_demo(out, DemoSettings(videos_per_group=2, groups="1"), rows=rows)
     with pytest.raises(BenchmarkError, match="built with"):
-        run_demo(out, frames=18, size=(32, 32), groups="1,2")
-    assert main(["demo", "--out", str(out), "--frames", "8"]) == 2  # too short for one FVD clip
+        run_demo(out, DemoSettings(videos_per_group=3, groups="1"), rows=rows)
+    assert main(["demo", "--out", str(out), "--videos-per-group", "1"]) == 2  # too few for per-group FID/FVD
+
+
+def test_demo_names_the_fix_for_a_missing_checkpoint(tmp_path):
+    from flashbench.demo import run_demo
+    from flashbench.errors import FlashBenchError
+
+    with pytest.raises(FlashBenchError, match="--from-scratch"):
+        run_demo(tmp_path / "demo", checkpoints=tmp_path / "nothing-here")

@@ -106,6 +106,8 @@ training); batch_size: GLOBAL batch per step
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (self.ema is None or 0 < self.ema < 1, f"ema must be a decay in (0, 1) or null, got {self.ema}"),
             (len(self.betas) == 2, f"betas must be [beta1, beta2], got {self.betas}"),
+            *((not str(v).startswith("@"), f"init.{k} = {v} names a pipeline run: run it through `flashmotion pipeline` "
+               f"or pass init.{k}=DIR") for k, v in self.init.items()),
         ]
         for ok, message in checks:
             if not ok:

@@ -2,13 +2,16 @@
 (`done.json`) and resuming interrupted ones from their latest checkpoint.
 
 Order: stage0_vae -> stage0_dit (tiny only: the 5B preset starts from Wan2.2's weights) -> stage1_adapter ->
-stage2_dmd -> stage3_hybrid -> ablations (every `ablation_*.yaml` of the config folder, by name). Each stage reads
-`<configs>/<stage>.yaml`, gets `data.bench` and `out` from the pipeline and its input checkpoints (`init`) from
-the exports of the earlier stages (and, when its config caches latents, `data.cache=<out>/cache`):
+stage2_dmd -> stage3_hybrid -> the optional runs of `OPTIONAL_RUNS` whose config exists (the ControlNet variants of
+stages 1 and 3, the LCM baseline) -> ablations (every `ablation_*.yaml` of the config folder, by name). Each run
+reads `<configs>/<name>.yaml`, gets `data.bench` and `out` from the pipeline and its input checkpoints (`init`)
+from the exports of the earlier stages (and, when its config caches latents, `data.cache=<out>/cache`):
     encoders  <- stage0_vae/export            (tiny)
     teacher   <- stage0_dit/export            (tiny; the 5B teacher is model_path)
     adapter   <- stage1_adapter/export
     generator <- stage2_dmd/export
+A config pins an input to another run with `init: {adapter: "@stage1_adapter_controlnet"}` (= that run's export);
+pinned inputs win over the defaults above.
 Stages 2, 3, the ablations and LCM are the METHODS helper's registry entries, called by name.
 """
 
@@ -24,6 +27,7 @@ from flashmotion.train.loop import is_finished, train
 
 TINY_STAGES = ("stage0_vae", "stage0_dit", "stage1_adapter", "stage2_dmd", "stage3_hybrid")
 MODEL_STAGES = ("stage1_adapter", "stage2_dmd", "stage3_hybrid")
+OPTIONAL_RUNS = ("stage1_adapter_controlnet", "stage3_hybrid_controlnet", "lcm")
 PRODUCES = {"stage0_vae": "encoders", "stage0_dit": "teacher", "stage1_adapter": "adapter", "stage2_dmd": "generator"}
 
 
@@ -40,6 +44,7 @@ def plan(preset: str, configs: Path, until: str | None = None) -> list[tuple[str
             raise ModelConfigError(f"{path} is missing; the pipeline needs one config per stage in {configs}")
         runs.append((stage, path))
     if until is None or until not in stages:
+        runs += [(name, configs / f"{name}.yaml") for name in OPTIONAL_RUNS if (configs / f"{name}.yaml").is_file()]
         runs += [(p.stem, p) for p in sorted(configs.glob("ablation_*.yaml"))]
     names = [name for name, _ in runs]
     if until is not None and until not in names:
@@ -69,7 +74,8 @@ def run_pipeline(
         overrides = [f"out={stage_out}", f"data.bench={bench}", f"preset={preset}"]
         if model_path is not None:
             overrides.append(f"model_path={model_path}")
-        overrides += [f"init.{key}={value}" for key, value in init.items()]
+        inputs = {**init, **_pinned_inputs(data.get("init") or {}, out, name)}
+        overrides += [f"init.{key}={value}" for key, value in inputs.items()]
         if (data.get("data") or {}).get("cache") is not None:
             overrides.append(f"data.cache={out / 'cache'}")  # one latent cache per pipeline, shared by its stages
         config = load_config(path, overrides)
@@ -82,3 +88,15 @@ def run_pipeline(
         if name in PRODUCES:
             init[PRODUCES[name]] = str(stage_out / "export")
     return finished
+
+
+def _pinned_inputs(declared: dict, out: Path, name: str) -> dict[str, str]:
+    """The `init` entries of a config that name another run ("@run" -> `<out>/run/export`)."""
+    pinned = {}
+    for key, value in declared.items():
+        if isinstance(value, str) and value.startswith("@"):
+            export = out / value[1:] / "export"
+            if not (export / "flashmotion.json").is_file():
+                raise ModelConfigError(f"{name}: init.{key} = {value} has no export at {export}; run that stage first")
+            pinned[key] = str(export)
+    return pinned
