@@ -8,7 +8,7 @@ import pytest
 
 from flashmotion.errors import ModelConfigError
 from flashmotion.train.config import load_config
-from flashmotion.train.pipeline import _pinned_inputs, plan
+from flashmotion.train.pipeline import _inputs, plan
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny"
 
@@ -25,12 +25,14 @@ def test_tiny_plan_runs_every_stage_variant_and_ablation_in_dependency_order():
 
 def test_pinned_input_resolves_to_that_runs_export_and_refuses_a_missing_one(tmp_path):
     export = tmp_path / "stage1_adapter_controlnet" / "export"
+    defaults = {"adapter": "/p/stage1_adapter/export", "teacher": "/p/stage0_dit/export"}
     with pytest.raises(ModelConfigError, match="run that stage first"):
-        _pinned_inputs({"adapter": "@stage1_adapter_controlnet"}, tmp_path, "stage3_hybrid_controlnet")
+        _inputs(defaults, {"adapter": "@stage1_adapter_controlnet"}, tmp_path, "stage3_hybrid_controlnet")
     export.mkdir(parents=True)
     (export / "flashmotion.json").write_text("{}")
-    pinned = _pinned_inputs({"adapter": "@stage1_adapter_controlnet", "teacher": "/abs/dir"}, tmp_path, "x")
-    assert pinned == {"adapter": str(export)}
+    pinned = _inputs(defaults, {"adapter": "@stage1_adapter_controlnet"}, tmp_path, "x")
+    assert pinned == {"adapter": str(export), "teacher": "/p/stage0_dit/export"}
+    assert _inputs(defaults, {"adapter": None}, tmp_path, "x") == {"teacher": "/p/stage0_dit/export"}
 
 
 def test_a_pinned_input_outside_the_pipeline_is_a_one_line_error():
@@ -38,3 +40,4 @@ def test_a_pinned_input_outside_the_pipeline_is_a_one_line_error():
         load_config(TINY / "stage3_hybrid_controlnet.yaml", ["data.bench=/b"])
     config = load_config(TINY / "stage3_hybrid_controlnet.yaml", ["init.adapter=/some/export"])
     assert config.init["adapter"] == "/some/export"
+    assert "adapter" not in load_config(TINY / "stage1_adapter_controlnet.yaml").init  # null drops the input

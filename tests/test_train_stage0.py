@@ -66,3 +66,18 @@ def test_prompt_dropout_replaces_text_rows_with_the_negative_embedding():
     rows = dropped.flatten(1).sum(1)
     assert set(rows.tolist()) <= {0.0, 6.0}
     assert 20 <= int((rows == 0).sum()) <= 60  # ~10% of 400
+
+
+def test_init_latent_scale_scales_only_the_posterior_mean_of_the_fresh_vae():
+    from flashmotion.train.stage0_vae import VAEConfig, VAETraining
+
+    def quant(scale):
+        encoders = build_encoders("tiny", seed=0)
+        return VAETraining(VAEConfig(init_latent_scale=scale), encoders, None).vae.quant_conv.weight.detach().clone()
+
+    plain, scaled = quant(1.0), quant(10.0)
+    z = plain.shape[0] // 2
+    torch.testing.assert_close(scaled[:z], 10 * plain[:z])
+    torch.testing.assert_close(scaled[z:], plain[z:])  # log-variance half unchanged
+    with pytest.raises(Exception, match="init_latent_scale must be > 0"):
+        VAEConfig(init_latent_scale=0)

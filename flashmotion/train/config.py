@@ -89,11 +89,12 @@ training); batch_size: GLOBAL batch per step
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     log_every: int = 1
-    init: dict[str, str] = field(default_factory=dict)
+    init: dict[str, str | None] = field(default_factory=dict)  # null: drop a pipeline default
     data: DataConfig = field(default_factory=DataConfig)
     method: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.init = {key: value for key, value in self.init.items() if value is not None}
         checks = [
             (self.steps >= 0, f"steps must be >= 0 (0: export only), got {self.steps}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),

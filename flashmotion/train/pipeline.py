@@ -10,8 +10,8 @@ from the exports of the earlier stages (and, when its config caches latents, `da
     teacher   <- stage0_dit/export            (tiny; the 5B teacher is model_path)
     adapter   <- stage1_adapter/export
     generator <- stage2_dmd/export
-A config pins an input to another run with `init: {adapter: "@stage1_adapter_controlnet"}` (= that run's export);
-pinned inputs win over the defaults above.
+A config pins an input to another run with `init: {adapter: "@stage1_adapter_controlnet"}` (= that run's export)
+and drops a default with `init: {adapter: null}`; both win over the defaults above.
 Stages 2, 3, the ablations and LCM are the METHODS helper's registry entries, called by name.
 """
 
@@ -74,7 +74,7 @@ def run_pipeline(
         overrides = [f"out={stage_out}", f"data.bench={bench}", f"preset={preset}"]
         if model_path is not None:
             overrides.append(f"model_path={model_path}")
-        inputs = {**init, **_pinned_inputs(data.get("init") or {}, out, name)}
+        inputs = _inputs(init, data.get("init") or {}, out, name)
         overrides += [f"init.{key}={value}" for key, value in inputs.items()]
         if (data.get("data") or {}).get("cache") is not None:
             overrides.append(f"data.cache={out / 'cache'}")  # one latent cache per pipeline, shared by its stages
@@ -90,9 +90,11 @@ def run_pipeline(
     return finished
 
 
-def _pinned_inputs(declared: dict, out: Path, name: str) -> dict[str, str]:
-    """The `init` entries of a config that name another run ("@run" -> `<out>/run/export`)."""
-    pinned = {}
+def _inputs(defaults: dict[str, str], declared: dict, out: Path, name: str) -> dict[str, str]:
+    """The input checkpoints of run `name`: the pipeline's defaults, with the config's `init` entries that name
+    another run ("@run" -> `<out>/run/export`) pinned and those set to null dropped (e.g. a ControlNet stage 1
+    must not start from the ResNet SlowAdapter)."""
+    pinned = {key: value for key, value in defaults.items() if not (key in declared and declared[key] is None)}
     for key, value in declared.items():
         if isinstance(value, str) and value.startswith("@"):
             export = out / value[1:] / "export"
