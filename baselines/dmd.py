@@ -101,10 +101,6 @@ class DMDResNet(FlashMotion):
                                    "pass preset=... to match")
         require_adapter(config["adapter"]["kind"], str(adapter_checkpoint or s.checkpoint), self.name)
 
-    @property
-    def steps(self) -> int:
-        return self.sampler.steps
-
     def generate(self, request: GenerationRequest) -> GeneratedVideo:
         video = super().generate(request)
         video.extra.update(self.sources)

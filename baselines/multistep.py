@@ -44,7 +44,3 @@ class WanResNet(WanAdapter):
             )
         require_adapter(read_config(self.settings.checkpoint)["adapter"]["kind"], str(self.settings.checkpoint),
                         self.name)
-
-    @property
-    def steps(self) -> int:
-        return self.sampler.steps

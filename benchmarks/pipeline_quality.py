@@ -52,10 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--clip-len", type=int, default=16, help="FVD clip frames (<= the benchmark's frames)")
+    parser.add_argument("--rows", default=None, help="comma-separated subset of the rows (default: all)")
     args = parser.parse_args(argv)
     bench = Benchmark.load(args.bench)
     results = {}
-    for name, (spec, needs) in rows(args.pipeline, args.preset, args.device).items():
+    table = rows(args.pipeline, args.preset, args.device)
+    wanted = list(table) if args.rows is None else args.rows.split(",")
+    unknown = sorted(set(wanted) - set(table))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {list(table)}")
+    for name, (spec, needs) in ((n, table[n]) for n in wanted):
         if needs is not None and not (needs / "flashmotion.json").is_file():
             results[name] = {"spec": spec, "fvd": None, "mask_iou": None, "note": "not trained"}
             continue

@@ -13,25 +13,17 @@ mtime changed (one process loads a checkpoint several times).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from flashbench.atomic import write_text
+from flashbench.weights import sha256_file as _sha256
 from flashmotion.errors import CheckpointError
 
 CARD_NAME = "card.json"
 CARD_VERSION = 1
 _verified: dict[str, tuple] = {}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _file_names(folder: Path) -> list[str]:

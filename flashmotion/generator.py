@@ -102,6 +102,11 @@ class _TrajectoryGenerator:
         self.sampler = SamplerConfig(kind=s.sampler, steps=s.steps, shift=s.shift, guidance=s.guidance, solver=s.solver)
         self._model = None
 
+    @property
+    def steps(self) -> int:
+        """Sampler steps, for the leaderboard's Steps column."""
+        return self.sampler.steps
+
     def load(self):
         """(encoders, role), built once on first use by flashmotion.models.build (as the trainer builds roles):
         from the checkpoint (its adapter, its saved backbone parts, the rest from model_path), else a fresh

@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
             root / "beta",
             "Beta",
             bench,
-            metrics(20.1, None, 65.0, 76.3, 35.2, reasons={"fvd": FVD_REASON}),
+            {**metrics(20.1, None, 65.0, 76.3, 35.2, reasons={"fvd": FVD_REASON}), "nfe": 100.0},  # 50 steps with CFG
             _groups(1.2),
             steps=50,
             seed=1,
@@ -77,18 +77,19 @@ def test_leaderboard_markdown_order_bold_ci_and_missing(report):
     text = (out / "leaderboard.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
-    assert header == ["Method", "Steps", "FID ↓", "FVD ↓", "M-IoU ↑", "B-IoU ↑", "s ↓"]
+    assert header == ["Method", "Steps", "NFE", "FID ↓", "FVD ↓", "M-IoU ↑", "B-IoU ↑", "s ↓"]
     rows = {r[0]: r for r in _md_rows(text)}
     assert [r[0] for r in _md_rows(text)] == ["Beta", "Alpha", "Gamma"]  # the order the runs were given
     # best per column in bold, CI in brackets (fixture CIs are +-5%)
-    assert rows["Alpha"][2] == "**15.81** [15.02, 16.60]"
-    assert rows["Alpha"][4].startswith("**71.20**") and not rows["Beta"][4].startswith("**")
-    assert rows["Beta"][5] == "**76.30** [72.48, 80.11]"  # B-IoU: higher is better
-    assert rows["Gamma"][6] == "**0.20**" and rows["Beta"][6] == "35.20"  # s: lower is better, no CI
-    assert rows["Gamma"][2] == "18.00"  # no CI recorded -> plain value
+    assert rows["Alpha"][3] == "**15.81** [15.02, 16.60]"
+    assert rows["Alpha"][5].startswith("**71.20**") and not rows["Beta"][5].startswith("**")
+    assert rows["Beta"][6] == "**76.30** [72.48, 80.11]"  # B-IoU: higher is better
+    assert rows["Gamma"][7] == "**0.20**" and rows["Beta"][7] == "35.20"  # s: lower is better, no CI
+    assert rows["Gamma"][3] == "18.00"  # no CI recorded -> plain value
     assert [r[1] for r in _md_rows(text)] == ["50", "4", "1"]
+    assert [r[2] for r in _md_rows(text)] == ["100", "4", "4"]
     # null metric: dash + footnote carrying the reason from results.json
-    assert rows["Beta"][3] == "– [1]"
+    assert rows["Beta"][4] == "– [1]"
     assert f"[1] FVD ↓ of Beta: {FVD_REASON}" in text
     assert "Gamma: 1 sample(s) failed" in text
 
@@ -249,7 +250,7 @@ def test_reason_taken_from_metrics_notes(tmp_path):
     path = make_run(tmp_path / "n", "Noted", None, overall)
     text = to_markdown(leaderboard_table(load_runs([path])))
     row = _md_rows(text)[0]
-    assert row[2] == "12.00 [11.40, 12.60]" and row[3] == "– [1]" and row[4] == "– [2]" and row[5] == "– [3]"
+    assert row[3] == "12.00 [11.40, 12.60]" and row[4] == "– [1]" and row[5] == "– [2]" and row[6] == "– [3]"
     assert "[1] FVD ↓ of Noted: FVD not computed: 1 generated and 1 real videos, need >= 2 of each\n" in text
     # no note names IoU: the notes naming no metric are the reason
     assert (

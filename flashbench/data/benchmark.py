@@ -29,6 +29,7 @@ from flashbench.data.objects import read_objects, write_objects
 from flashbench.data.sample import ObjectInfo, Sample, Tracks
 from flashbench.errors import BenchmarkError, VideoError
 from flashbench.video import decoded_digest, read_video, write_video
+from flashbench.weights import sha256_file as _sha256_file
 
 FORMAT_VERSION = "1"
 MANIFEST = "manifest.jsonl"
@@ -96,14 +97,6 @@ def inside(root: Path, relative: str, what: str) -> Path:
     if Path(relative).is_absolute() or not path.resolve().is_relative_to(root.resolve()):
         raise BenchmarkError(f"{what} {relative!r} leaves {root}; paths in a benchmark must stay inside its folder")
     return path
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _file_digest(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""Leaderboard (the paper's table: Method | Steps | FID | FVD | M-IoU | B-IoU | s) and per-group tables.
+"""Leaderboard (the paper's table: Method | Steps | FID | FVD | M-IoU | B-IoU | s, plus NFE: the network
+evaluations per video, which tell a 50-step CFG run (100) from a 50-step one without CFG) and per-group tables.
 
 Rows keep the order the runs were given in. Values come from each run's results.json; 95% CIs are shown
 where results.json has them, the best value per column is bold, and a missing (null) metric shows as "–"
@@ -89,14 +90,15 @@ def leaderboard_table(runs: list[RunRecord]) -> Table:
     rows = []
     for i, run in enumerate(runs):
         steps = Cell(MISSING if run.steps is None else str(run.steps))
-        rows.append([Cell(run.name), steps] + [col[i] for col in columns])
+        nfe = run.overall.get("nfe")
+        rows.append([Cell(run.name), steps, Cell(MISSING if nfe is None else f"{nfe:g}")] + [col[i] for col in columns])
     notes = [
         f"{run.name}: {n} sample(s) failed and are excluded (see {run.path / 'results.json'} `errors`)."
         for run in runs
         if (n := len(run.results.get("errors") or []))
     ] + rank_deficiency_notes(runs)
-    headers = ["Method", "Steps"] + [label for _, label, _ in COLUMNS]
-    return Table(headers, rows, ["l", "r"] + ["r"] * len(COLUMNS), notes)
+    headers = ["Method", "Steps", "NFE"] + [label for _, label, _ in COLUMNS]
+    return Table(headers, rows, ["l", "r", "r"] + ["r"] * len(COLUMNS), notes)
 
 
 def leaderboard_frame(runs: list[RunRecord]) -> pd.DataFrame:
@@ -105,7 +107,7 @@ def leaderboard_frame(runs: list[RunRecord]) -> pd.DataFrame:
     for run in runs:
         info = run.info()
         metrics = run.overall
-        record = {"method": run.name, "steps": run.steps, "n": metrics.get("n")}
+        record = {"method": run.name, "steps": run.steps, "nfe": metrics.get("nfe"), "n": metrics.get("n")}
         for key, _, _ in COLUMNS:
             ci = _ci(metrics, key) or [None, None]
             record[key] = metrics.get(key)
