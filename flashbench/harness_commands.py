@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flashbench.cli import folder_arg, positive_float, positive_int, size_arg
+from flashbench.cli import folder_arg, positive_float, positive_int
 from flashbench.errors import FlashBenchError
 from flashbench.eval_features import FVD_PROTOCOLS
 from flashbench.generators.base import CONDITIONS
@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="the paper's table at toy scale: every generator on a synthetic FlashBench-mini, CPU, ~20 min"
     )
     demo.add_argument("--out", type=folder_arg, default=Path("reports/demo"))
-    demo.add_argument("--quick", action="store_true", help="groups 1 and 2 with 2 videos each (4 of the full demo's 24 videos per row)")
+    demo.add_argument("--quick", action="store_true",
+                      help="groups 1 and 2 with 2 videos each (4 of the full demo's 24 videos per row)")
     demo.add_argument("--from-scratch", action="store_true",
                       help="first train every checkpoint (flashmotion pipeline --preset tiny, about an hour) under OUT")
     demo.add_argument("--checkpoints", type=Path, default=None, help="checkpoint folder (default: the shipped data/checkpoints)")
