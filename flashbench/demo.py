@@ -46,8 +46,10 @@ def quick_settings() -> DemoSettings:
 
 def demo_rows(checkpoints: Path) -> dict[str, str]:
     """Leaderboard row -> generator spec. FlashMotion rows first, then the paper's baselines, the ablations (the
-    "SlowAdapter directly" ablation has the same weights as DMD (ResNet) and is its row), the references."""
-    ck = lambda run: checkpoints / run  # noqa: E731
+    "SlowAdapter directly" ablation has the same weights as DMD (ResNet) and is its row), the references.
+    Checkpoint paths inside the working directory are written relative to it, so the specs recorded in a run
+    (and the committed reports/demo) are the same in every clone."""
+    ck = lambda run: _portable(checkpoints / run)  # noqa: E731
     return {
         "FlashMotion (ResNet)": f"flashmotion checkpoint={ck('stage3_hybrid')}",
         "FlashMotion (ControlNet)": f"flashmotion checkpoint={ck('stage3_hybrid_controlnet')}",
@@ -138,6 +140,13 @@ def run_demo(
         evaluate(bench, run, eval_settings)
         runs[name] = run
     return write_report(list(runs.values()), out, base=runs.get(ABLATION_BASE))
+
+
+def _portable(path: Path) -> Path:
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return Path(path)
 
 
 def _folder(name: str) -> str:
