@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import torch
 from torch import nn
 
@@ -69,3 +70,15 @@ def generation_request(t: int = 9, h: int = 32, w: int = 32):
         masks[i, 1, 18:28, 20 - i : 28 - i] = True
     frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     return GenerationRequest("s0", frame, "a red ball", masks, boxes_from_masks(masks), "box", t, 8.0, h, w, seed=7)
+
+
+@pytest.fixture(scope="module")
+def encoders() -> Encoders:
+    """Module-scoped tiny encoders (import this fixture into a test module)."""
+    return tiny_encoders()
+
+
+@pytest.fixture(scope="module")
+def batch(encoders: Encoders) -> TrainBatch:
+    """Module-scoped fixed batch with trajectory latents."""
+    return fixed_batch(encoders)

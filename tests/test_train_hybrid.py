@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import methods_harness
 import pytest
 import torch
-from methods_harness import Optimizers, fixed_batch, generation_request, tiny_encoders
+from methods_harness import Optimizers, generation_request
 
 from flashbench.generators.base import check_output
 from flashmotion.errors import ModelConfigError
@@ -17,15 +18,8 @@ from flashmotion.models.discriminator import TrajectoryDiscriminator
 from flashmotion.train.losses import LambdaSchedule
 from flashmotion.train.stage3_hybrid import HybridConfig, HybridMethod
 
-
-@pytest.fixture(scope="module")
-def encoders():
-    return tiny_encoders()
-
-
-@pytest.fixture(scope="module")
-def batch(encoders):
-    return fixed_batch(encoders)
+encoders = methods_harness.encoders  # module-scoped fixtures shared with the other method tests
+batch = methods_harness.batch
 
 
 def _method(encoders, config: HybridConfig | None = None) -> HybridMethod:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import copy
 
+import methods_harness
 import pytest
 import torch
-from methods_harness import Optimizers, fixed_batch, generation_request, tiny_encoders
+from methods_harness import Optimizers, generation_request
 
 from baselines.lcm import LCM, LCMConfig, LCMMethod, LCMSampler, consistency_timesteps, solver_sigmas
 from flashbench.generators.base import check_output
@@ -15,15 +16,8 @@ from flashmotion.errors import ModelConfigError
 from flashmotion.models.build import build_role
 from flashmotion.sampling import make_scheduler
 
-
-@pytest.fixture(scope="module")
-def encoders():
-    return tiny_encoders()
-
-
-@pytest.fixture(scope="module")
-def batch(encoders):
-    return fixed_batch(encoders)
+encoders = methods_harness.encoders  # module-scoped fixtures shared with the other method tests
+batch = methods_harness.batch
 
 
 def _method(encoders, config: LCMConfig | None = None) -> LCMMethod:
