@@ -75,10 +75,10 @@ def test_token_timesteps_zero_on_first_latent_frame():
 def test_tiny_geometry_and_size_errors(backbone):
     assert backbone.vae_stride == (4, 8)
     assert backbone.size_multiple == 16
-    assert backbone.latent_shape(9, 32, 48) == (16, 3, 4, 6)
+    assert backbone.latent_shape(9, 32, 48) == (48, 3, 4, 6)
     video = frames_to_tensor(torch.randint(0, 256, (9, 32, 48, 3), dtype=torch.uint8).numpy())
-    assert backbone.encode_video(video).shape == (1, 16, 3, 4, 6)
-    assert backbone.decode_latents(torch.zeros(1, 16, 3, 4, 6)).shape == (1, 3, 9, 32, 48)
+    assert backbone.encode_video(video).shape == (1, 48, 3, 4, 6)
+    assert backbone.decode_latents(torch.zeros(1, 48, 3, 4, 6)).shape == (1, 3, 9, 32, 48)
     with pytest.raises(ModelConfigError, match="4k\\+1"):
         backbone.latent_shape(8, 32, 32)
     with pytest.raises(ModelConfigError, match="multiples of 16"):

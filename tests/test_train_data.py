@@ -85,7 +85,7 @@ def test_latent_cache_is_reused_and_keyed_by_the_vae(bench, tmp_path):
     assert [f.stat().st_mtime_ns for f in files] == stamp
     torch.testing.assert_close(second.latents, first.latents, rtol=0, atol=0)
     torch.testing.assert_close(second.cond.trajectory_latent, first.cond.trajectory_latent, rtol=0, atol=0)
-    assert first.latents.shape == (2, 16, 2, 4, 4) and first.cond.image_latent.shape == (2, 16, 1, 4, 4)
+    assert first.latents.shape == (2, 48, 2, 4, 4) and first.cond.image_latent.shape == (2, 48, 1, 4, 4)
     mask = encoder(clips, "mask").cond.trajectory_latent
     assert not torch.equal(mask, first.cond.trajectory_latent)
     other = BatchEncoder(build_encoders("tiny", seed=1), config, "trajectory", data.bench, torch.device("cpu"))
