@@ -27,16 +27,21 @@ from flashbench.evaluation import EvalSettings, evaluate
 from flashbench.runner import generate
 
 
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
 def rows(pipeline: Path, preset: str, device: str) -> dict[str, tuple[str, Path | None]]:
-    """name -> (generator spec, export folder it needs or None)."""
+    """name -> (generator spec, export folder it needs or None). The 50-step rows sample with the preset's teacher
+    settings, configs/<preset>/wan_adapter.yaml (CFG scale included)."""
     common = f"preset={preset} device={device}"
+    teacher = f"wan-adapter config={CONFIGS / preset / 'wan_adapter.yaml'}"
     export = lambda stage: pipeline / stage / "export"  # noqa: E731
     return {
-        "random-init-50": (f"wan-adapter {common}", None),
+        "random-init-50": (f"{teacher} {common}", None),
         "static": ("static", None),
         "vae-recon": (f"vae-reconstruction checkpoint={export('stage0_vae')} preset={preset} device={device}", export("stage0_vae")),
-        "teacher-50": (f"wan-adapter checkpoint={export('stage0_dit')} {common}", export("stage0_dit")),
-        "slow-adapter-50": (f"wan-adapter checkpoint={export('stage1_adapter')} {common}", export("stage1_adapter")),
+        "teacher-50": (f"{teacher} checkpoint={export('stage0_dit')} {common}", export("stage0_dit")),
+        "slow-adapter-50": (f"{teacher} checkpoint={export('stage1_adapter')} {common}", export("stage1_adapter")),
         "fast+slow-4": (f"flashmotion checkpoint={export('ablation_slow_adapter')} {common}", export("ablation_slow_adapter")),
         "flashmotion-4": (f"flashmotion checkpoint={export('stage3_hybrid')} {common}", export("stage3_hybrid")),
     }

@@ -25,6 +25,7 @@ from flashbench.errors import BenchmarkError, FlashBenchError
 REFERENCE_GENERATORS = ("ground-truth", "static", "copy-paste")
 DEMO_WEIGHTS = ("inception-fid", "i3d-kinetics400", "mobilesam")
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+TEACHER_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "wan_adapter.yaml"  # its CFG scale
 TRAIN_SEED = 1  # the training benchmark of `from_scratch` (and of the shipped checkpoints' cards)
 BENCH_SEED = 7  # the demo benchmark: held out from training
 
@@ -53,7 +54,7 @@ def demo_rows(checkpoints: Path) -> dict[str, str]:
     return {
         "FlashMotion (ResNet)": f"flashmotion checkpoint={ck('stage3_hybrid')}",
         "FlashMotion (ControlNet)": f"flashmotion checkpoint={ck('stage3_hybrid_controlnet')}",
-        "Wan+ResNet (50 steps)": f"wan-resnet checkpoint={ck('stage1_adapter')}",
+        "Wan+ResNet (50 steps)": f"wan-resnet config={_portable(TEACHER_CONFIG)} checkpoint={ck('stage1_adapter')}",
         "DMD (ResNet)": f"dmd-resnet checkpoint={ck('ablation_slow_adapter')}",
         "LCM (ResNet)": f"lcm-resnet checkpoint={ck('lcm')}",
         "w/o diffusion": f"flashmotion checkpoint={ck('ablation_no_diffusion')}",
