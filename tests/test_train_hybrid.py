@@ -67,7 +67,7 @@ def test_discriminator_loss_goes_down_with_a_frozen_generator(encoders, batch):
     # A frozen generator (adapter lr 0) makes L_D a fixed logistic classification of real vs fake noised latents:
     # training the head alone must lower it.
     method = _method(encoders, HybridConfig(discriminator_updates=1, adapter_updates=1))
-    opts = Optimizers(method.param_groups(), lr={"adapter": 0.0, "discriminator": 1e-3})
+    opts = Optimizers(method.param_groups(), lr={"adapter": 0.0, "discriminator": 3e-3})
     x_t, t = method.diffusion_inputs(batch.latents, opts.context(10_000))
     with torch.no_grad():
         x0_fake = method.generator.predict_x0(x_t, t, batch.cond)

@@ -41,7 +41,7 @@ def test_vae_reconstruction_loss_goes_down_and_latent_stats_are_exported(bench, 
     assert {"loss/l1", "loss/l2", "loss/kl", "grad_norm/vae", "lr/vae"} <= set(rows[0])
     encoders = build_encoders("tiny", checkpoint=tmp_path / "vae" / "export")
     std = np.array(encoders.vae.config.latents_std)
-    assert std.shape == (16,) and not np.allclose(std, 1.0)  # the tracked statistics replaced the presets'
+    assert std.shape == (48,) and not np.allclose(std, 1.0)  # the tracked statistics replaced the presets'
     assert (tmp_path / "vae" / "loss.png").is_file() and (tmp_path / "vae" / "done.json").is_file()
 
 
