@@ -26,7 +26,6 @@ from flashbench.data.benchmark import Benchmark
 from flashbench.evaluation import EvalSettings, evaluate
 from flashbench.runner import generate
 
-
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 

@@ -14,12 +14,15 @@ Data: the DAVIS development sequences in ../shared/data/davis-dev (DAVIS, CC BY-
 Pont-Tuset et al. 2017): for tests and development only. Not a test.
 
     python benchmarks/tracker_accuracy.py --root ../shared/data/davis-dev/single [--root .../multi]
-        [--image-size 1024] [--sequences soapbox,kite-surf] [--ceiling]
+        [--image-size 1024] [--sequences soapbox,kite-surf] [--ceiling] [--set exclusive=false ...]
+
+`--set NAME=VALUE` changes one TrackerSettings rule (YAML-typed value), e.g. to measure a rule switched off.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import tempfile
 import time
@@ -33,7 +36,8 @@ from flashbench.data.davis import build_davis
 from flashbench.evaluation import score_sample
 from flashbench.metrics.segment.mobilesam import load_mobilesam
 from flashbench.metrics.segment.prompts import mask_logits
-from flashbench.metrics.segment.tracker import SamTracker, _iou, _Step
+from flashbench.metrics.segment.tracker import SamTracker, TrackerSettings, _iou, _Step
+from flashbench.yaml_values import load_yaml
 
 
 def ceiling(tracker: SamTracker, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -76,8 +80,17 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, help="encoder input side (default: chosen from the video size)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--ceiling", action="store_true", help="also print the per-frame hypothesis ceiling")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a TrackerSettings rule")
     args = ap.parse_args()
     tracker = load_mobilesam(device=args.device, image_size=args.image_size, progress=True)
+    fields = {f.name for f in dataclasses.fields(TrackerSettings)}
+    changes = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in fields:
+            ap.error(f"--set {item}: unknown rule {name!r}; choose one of {sorted(fields)}")
+        changes[name] = load_yaml(value)
+    tracker.settings = dataclasses.replace(tracker.settings, **changes)
     share_embeddings(tracker)
     print(f"segmenter: {tracker.describe()}")
     print("DAVIS data: CC BY-NC 4.0 (Perazzi et al. 2016; Pont-Tuset et al. 2017), development use only")

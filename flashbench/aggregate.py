@@ -29,14 +29,15 @@ def _mean(values: list[float]) -> float | None:
 
 def _frechet(
     kind: str, gen: list[np.ndarray], real: list[np.ndarray], real_only: list[np.ndarray], n_boot: int, seed: int,
-    notes: list[str],
+    notes: list[str], reasons: dict[str, str],
 ) -> tuple[float | None, list[float] | None]:
     """FD of the pooled generated rows vs the pooled real rows (real[i] is gen[i]'s own real video; real_only:
-    real videos whose generated one is missing) and its interval."""
+    real videos whose generated one is missing) and its interval; why it is None goes to reasons[kind]."""
     real_set = real + real_only
     if len(gen) < MIN_VIDEOS or len(real_set) < MIN_VIDEOS:
-        notes.append(f"{kind.upper()} not computed: {len(gen)} generated and {len(real_set)} real videos, "
-                     f"need >= {MIN_VIDEOS} of each")
+        reasons[kind] = (f"{kind.upper()} not computed: {len(gen)} generated and {len(real_set)} real videos, "
+                         f"need >= {MIN_VIDEOS} of each")
+        notes.append(reasons[kind])
         return None, None
     gen_feats, real_feats = np.concatenate(gen), np.concatenate(real_set)
     with warnings.catch_warnings(record=True) as caught:
@@ -59,7 +60,8 @@ def metrics_block(
     n_boot: int,
     seed: int,
 ) -> dict:
-    """METRICS for one group (or overall).
+    """METRICS for one group (or overall). Every metric that is None has its one-line cause in
+    `reasons[metric]` (what reports print beside the empty cell); `notes` holds every remark.
 
     samples: scored samples.jsonl records (status ok), in benchmark order; generation: generation records by id;
     gen_features: {"fid", "fvd"} arrays per sample id; real_features: the real set's per-video arrays by sample
@@ -67,6 +69,7 @@ def metrics_block(
     n_boot = 0 skips the intervals; otherwise it is the number of resamples (IoU) and of half-samples (FID/FVD).
     """
     notes: list[str] = []
+    reasons: dict[str, str] = {}
     ids = [s["id"] for s in samples]
     mask = [s["mask_iou"] for s in samples if s["mask_iou"] is not None]  # None: box-only ground truth
     box = [s["box_iou"] for s in samples]
@@ -86,7 +89,7 @@ def metrics_block(
     for kind in ("fid", "fvd"):
         out[kind], ci[kind] = _frechet(
             kind, [gen_features[i][kind] for i in ids], [real_features[i][kind] for i in ids],
-            [real_features[i][kind] for i in unpaired], n_boot, seed, notes,
+            [real_features[i][kind] for i in unpaired], n_boot, seed, notes, reasons,
         )
     mean_mask, mean_box = _mean(mask), _mean(box)
     out["mask_iou"] = None if mean_mask is None else 100 * mean_mask
@@ -96,5 +99,9 @@ def metrics_block(
     out["ci95"] = ci
     if not samples:
         notes.append("no scored samples in this group")
+        reasons.update(dict.fromkeys(("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds", "nfe"), notes[-1]))
+    elif mean_mask is None:
+        reasons["mask_iou"] = "no mask IoU: every sample has box-only ground truth"
     out["notes"] = notes
+    out["reasons"] = reasons
     return out

@@ -73,12 +73,12 @@ class GeneratorSettings:
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
+    from flashbench.yaml_values import load_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ModelConfigError(f"generator config {path} does not exist; see configs/<preset>/*.yaml")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path} must be a YAML mapping of generator arguments")
     return data

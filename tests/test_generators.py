@@ -83,8 +83,10 @@ def test_bad_specs_give_one_line_errors(plugin_module):
 
 
 def test_spec_round_trip_keeps_types():
-    args = {"steps": 4, "tag": "4", "path": "a b.pt", "scale": 1.5, "flag": False, "none": None, "ids": [1, 2]}
+    args = {"steps": 4, "tag": "4", "path": "a b.pt", "scale": 1.5, "flag": False, "none": None, "ids": [1, 2],
+            "tiny": 2e-4, "exp": "1e5"}
     assert parse_spec(format_spec("pkg.mod:Gen", args)) == ("pkg.mod:Gen", args)
+    assert parse_args(["eps=2e-4", "big=3E5"]) == {"eps": 2e-4, "big": 3e5}  # YAML 1.2 floats, not strings
 
 
 def test_static_repeats_first_frame_exactly(bench):

@@ -241,22 +241,23 @@ def test_runs_without_groups(runs, tmp_path):
     assert "No per-group metrics in results.json." in index.read_text()
 
 
-def test_reason_taken_from_metrics_notes(tmp_path):
-    overall = metrics(12.0, None, None, None, 1.0)
-    overall["notes"] = [
-        "FVD not computed: 1 generated and 1 real videos, need >= 2 of each",
-        "no scored samples",
-    ]
-    path = make_run(tmp_path / "n", "Noted", None, overall)
+def test_reasons_come_from_the_metrics_block_not_from_note_wording(tmp_path):
+    from flashbench.aggregate import metrics_block
+
+    one = [{"id": "a", "mask_iou": None, "box_iou": 0.5}]  # one box-only sample: no FID/FVD, no mask IoU
+    block = metrics_block(one, {"a": {"denoise_seconds": 1.0, "nfe": 4}}, {"a": {"fid": np.zeros((1, 2)), "fvd": np.zeros((1, 2))}},
+                          {"a": {"fid": np.zeros((1, 2)), "fvd": np.zeros((1, 2))}}, n_boot=0, seed=0)
+    assert block["fvd"] is None and block["mask_iou"] is None and block["box_iou"] == 50.0
+    assert set(block["reasons"]) == {"fid", "fvd", "mask_iou"}
+    path = make_run(tmp_path / "n", "Noted", None, {**metrics(None, None, None, 50.0, 1.0), **block})
     text = to_markdown(leaderboard_table(load_runs([path])))
-    row = _md_rows(text)[0]
-    assert row[3] == "12.00 [11.40, 12.60]" and row[4] == "– [1]" and row[5] == "– [2]" and row[6] == "– [3]"
-    assert "[1] FVD ↓ of Noted: FVD not computed: 1 generated and 1 real videos, need >= 2 of each\n" in text
-    # no note names IoU: the notes naming no metric are the reason
-    assert (
-        "[2] M-IoU ↑ of Noted: no scored samples\n" in text
-        and "[3] B-IoU ↑ of Noted: no scored samples\n" in text
-    )
+    assert "[2] FVD ↓ of Noted: FVD not computed: 1 generated and 1 real videos, need >= 2 of each\n" in text
+    assert "[3] M-IoU ↑ of Noted: no mask IoU: every sample has box-only ground truth\n" in text
+    # a results file from before `reasons` existed: its notes are shown as they are
+    legacy = metrics(12.0, None, None, None, 1.0)
+    legacy["notes"] = ["FVD not computed: 1 generated and 1 real videos, need >= 2 of each", "no scored samples"]
+    text = to_markdown(leaderboard_table(load_runs([make_run(tmp_path / "o", "Old", None, legacy)])))
+    assert "[1] FVD ↓ of Old: FVD not computed: 1 generated and 1 real videos, need >= 2 of each; no scored samples\n" in text
 
 
 def test_header_states_the_fvd_protocol_and_warns_when_runs_differ(runs, tmp_path):

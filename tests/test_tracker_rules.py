@@ -95,3 +95,33 @@ def test_small_object_is_tracked_on_its_prompt_frame(tracker):
     assert not pred[:2].any()
     assert pred[2, 0].any() and iou[2] >= 0.5, iou
     assert np.nanmean(iou[2:]) >= 0.5, iou
+
+
+def render_pair(offsets: np.ndarray, radius: float, seed: int = 3):
+    """Two disks of the same texture side by side, moving right together; (T, S, S, 3) and (T, 2, S, S)."""
+    a, ma = render(offsets, radius, seed=seed)
+    b, mb = render(offsets + [2 * radius + 1, 0], radius, seed=seed)
+    frames = np.where(mb[:, 0, ..., None], b, a)
+    return frames, np.concatenate([ma & ~mb, mb], axis=1)
+
+
+def test_touching_objects_never_share_a_pixel(tracker):
+    # two identical checkered disks 1 px apart: SAM's box/point prompt for one also covers the other
+    t = np.arange(10)
+    frames, masks = render_pair(np.stack([30 + 4 * t, np.full(10, 64.0)], axis=1).astype(float), radius=12)
+    from dataclasses import replace
+
+    settings = tracker.settings
+    try:
+        tracker.settings = replace(settings, exclusive=False)
+        loose = tracker.track(frames, masks[0], np.zeros(2, int))
+        tracker.settings = replace(settings, exclusive=True)
+        pred = tracker.track(frames, masks[0], np.zeros(2, int))
+    finally:
+        tracker.settings = settings
+    shared = lambda p: (p[:, 0] & p[:, 1]).sum()  # noqa: E731
+    print("shared pixels without / with the rule", shared(loose), shared(pred))
+    assert shared(loose) > 0  # the scene does make the masks overlap
+    assert shared(pred) == 0
+    iou = mask_iou(pred, masks, np.zeros(2, int))
+    assert np.nanmean(iou) >= 0.8, iou

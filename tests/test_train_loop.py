@@ -22,6 +22,16 @@ def test_overrides_set_dotted_keys_with_yaml_values():
     assert config.lr == 1e-4 and isinstance(load_config(base={**BASE, "lr": 1}).lr, float)
 
 
+def test_dotless_exponents_are_floats_in_overrides_and_files(tmp_path):
+    # PyYAML (YAML 1.1) reads "2e-4" as a string, so `lr=2e-4` used to fail with "lr must be float"
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: stage0_dit\nsteps: 3\nlr: 3e-4\ndata: {bench: /nowhere}\n")
+    assert load_config(path).lr == 3e-4
+    assert load_config(path, ["lr=2e-4", "weight_decay=1E-2"]).lr == 2e-4
+    assert load_config(path, ["weight_decay=1E-2"]).weight_decay == 0.01
+    assert load_config(path, ["init.teacher=1e4x"]).init == {"teacher": "1e4x"}  # not a number: stays a string
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

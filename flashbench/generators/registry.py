@@ -1,6 +1,6 @@
 """Finding generators by name: `flashbench.generators` entry points, or `module:Class` with key=value args.
 
-A spec string is ``NAME [key=value ...]``; values are parsed with ``yaml.safe_load`` so ``steps=4`` is an int,
+A spec string is ``NAME [key=value ...]``; values are parsed as YAML (flashbench.yaml_values) so ``steps=4`` is an int,
 ``guidance=7.5`` a float, ``fp16=true`` a bool and ``ckpt=path/to.pt`` a string. On the CLI the same args come
 as repeated ``--gen-arg key=value``. Entry points are loaded lazily: listing names imports nothing.
 """
@@ -20,6 +20,7 @@ import yaml
 
 from flashbench.errors import FlashBenchError
 from flashbench.generators.base import Generator
+from flashbench.yaml_values import load_yaml
 
 ENTRY_POINT_GROUP = "flashbench.generators"
 
@@ -34,7 +35,7 @@ def list_generators() -> list[str]:
 
 
 def parse_args(items: Iterable[str]) -> dict[str, Any]:
-    """["steps=4", "ckpt=a.pt"] -> {"steps": 4, "ckpt": "a.pt"} (values typed by yaml.safe_load)."""
+    """["steps=4", "ckpt=a.pt"] -> {"steps": 4, "ckpt": "a.pt"} (values typed by YAML, `2e-4` a float)."""
     args: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -67,7 +68,7 @@ def format_spec(name: str, args: dict[str, Any]) -> str:
 
 def _safe_load(raw: str) -> Any:
     try:
-        return yaml.safe_load(raw) if raw.strip() else ""
+        return load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         return raw
 

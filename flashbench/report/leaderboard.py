@@ -39,29 +39,12 @@ LABELS = {key: label for key, label, _ in COLUMNS}
 BETTER = {key: better for key, _, better in COLUMNS}
 
 
-# words that tie a free-text note in METRICS["notes"] to a metric
-NOTE_WORDS = {
-    "fid": ("fid",),
-    "fvd": ("fvd",),
-    "mask_iou": ("iou",),
-    "box_iou": ("iou",),
-    "denoise_seconds": ("denois",),
-}
-
-
 def metric_reason(run: RunRecord, metrics: dict, key: str) -> str | None:
-    """Why `key` is null in `metrics` (a METRICS dict of `run`), if results.json says.
-
-    Looked up in `metrics["reasons"][key]`, then `results["reasons"][key]`, then the scope's `notes` list
-    (the notes naming the metric, else those naming no metric, else all of them).
-    """
-    reason = (metrics.get("reasons") or {}).get(key) or (run.results.get("reasons") or {}).get(key)
-    if not reason:
-        notes = [str(n) for n in metrics.get("notes") or []]
-        words = [w for ws in NOTE_WORDS.values() for w in ws]
-        named = [n for n in notes if any(w in n.lower() for w in NOTE_WORDS.get(key, (key,)))]
-        general = [n for n in notes if not any(w in n.lower() for w in words)]
-        reason = "; ".join(named or general or notes)
+    """Why `key` is null in `metrics` (a METRICS dict of `run`): `metrics["reasons"][key]`, written by
+    flashbench.aggregate for every null metric; results files from before it had reasons show all their notes."""
+    reason = (metrics.get("reasons") or {}).get(key)
+    if reason is None and "reasons" not in metrics:
+        reason = "; ".join(str(n) for n in metrics.get("notes") or [])
     return f"{LABELS.get(key, key)} of {run.name}: {reason}" if reason else None
 
 

@@ -27,16 +27,11 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from flashbench import atomic
 from flashmotion.errors import CheckpointError
 
 META = "meta.json"
 PREFIX = "step-"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -124,7 +119,7 @@ def save(
         dist.barrier()
     if rank == 0:
         meta = {"step": step, "world_size": world_size, "method_state": method_state, "data_order": data_order}
-        _write_atomic(directory / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        atomic.write_text(directory / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         complete = sorted(p for p in directory.parent.glob(f"{PREFIX}*") if (p / META).is_file())
         for old in complete[:-keep]:
             shutil.rmtree(old, ignore_errors=True)

@@ -6,6 +6,8 @@ module docstring) and a `method:` section validated by the stage's own dataclass
 Unknown keys anywhere, wrong types and bad values raise ModelConfigError naming the key.
 
 Override values are parsed as YAML scalars (`steps=20`, `data.size=[32,32]`, `ema=null`, `method.adapter=resnet`).
+Files and overrides read floats as YAML 1.2 does: `2e-4` is a float (PyYAML's YAML 1.1 resolver wants `2.0e-4`
+and would read it as a string).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from flashbench.yaml_values import load_yaml
 from flashmotion.errors import ModelConfigError
 
 MIXED_PRECISION = ("auto", "bf16", "fp32")
@@ -186,7 +189,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ModelConfigError(f"override {text!r} must look like key=value or section.key=value")
-    return key.split("."), yaml.safe_load(value) if value != "" else ""
+    return key.split("."), load_yaml(value) if value != "" else ""
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -209,7 +212,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelConfigError(f"training config {path} does not exist; see configs/<preset>/<stage>.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ModelConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):

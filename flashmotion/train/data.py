@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from flashbench import atomic
 from flashbench.data.benchmark import Benchmark
 from flashbench.data.objects import boxes_from_masks
 from flashbench.data.trajectories import render_condition
@@ -182,9 +182,8 @@ class BatchEncoder:
             if self.inputs != "trajectory" or all(f"trajectory_{k}" in cached for k in clip.trajectories):
                 return cached
         tensors = self._encode_clip(clip)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")  # ranks may encode the same clip at once
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-        tmp.replace(path)
+        with atomic.atomic_path(path) as tmp:  # per-process temp name: ranks may encode the same clip at once
+            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
         return tensors
 
     def __call__(self, clips: list[Clip], kind: str) -> TrainBatch:

@@ -14,6 +14,8 @@ import importlib.util
 import io
 from pathlib import Path
 
+from flashbench import atomic
+
 
 class TrainLog:
     def __init__(self, path: Path, start_step: int = 0, tensorboard: bool = True) -> None:
@@ -44,9 +46,7 @@ class TrainLog:
         writer.writerow(["step", *keys])
         for row in self.rows:
             writer.writerow([int(row["step"]), *(repr(row[k]) if k in row else "" for k in keys)])
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(buffer.getvalue())
-        tmp.replace(self.path)
+        atomic.write_text(self.path, buffer.getvalue())
 
     def plot(self, path: Path) -> Path | None:
         """Loss curves (keys containing 'loss') against step, one panel per key; None when there is nothing."""

@@ -37,6 +37,12 @@ Algorithm (the same for MobileSAM and SAM vit_b/l/h; every rule is deterministic
    ``min_score``, its area within [largest / max_growth**2, largest * max_growth] of the object's largest
    kept area, and at most half of it lies on the other objects' masks (another object is not taken for it). The largest accepted one (the whole object rather than one of its parts) restarts tracking
    (velocity unknown); otherwise the mask stays empty in this frame.
+6. One owner per pixel (``exclusive``, default on): where the masks kept on a frame overlap, each pixel goes
+   to the object whose kept hypothesis has the highest mask logit there (SAM2's non-overlapping constraint;
+   DAVIS-2017 ground truth is a label map, so two objects never share a pixel). Objects on their prompt frame
+   win over tracked ones (among themselves, the pixel goes to the one whose prompt mask holds it) and are never
+   emptied; a tracked object left with no pixel is lost. It is what keeps the pusher's mask off the cart on
+   the DAVIS multi-object soapbox (docs/ARCHITECTURE.md has the numbers).
 
 `SamTracker.events` lists the losses (with the failing rules of the best-ranked hypothesis) and
 re-detections of the last `track` call.
@@ -77,6 +83,7 @@ class TrackerSettings:
     min_similarity: float = 0.5
     redetect_similarity: float = 0.6
     min_score: float = 0.5
+    exclusive: bool = True
 
 
 @dataclass
@@ -150,7 +157,7 @@ class SamTracker:
             "segmenter": self.name,
             "checkpoint": None if self.checkpoint is None else self.checkpoint.name,
             "checkpoint_sha256": self.checkpoint_sha256,
-            "tracker": "SAM prompted per frame from the previous mask, with loss rules and re-detection "
+            "tracker": "SAM prompted per frame from the previous mask, with loss rules, re-detection and one owner per pixel "
             "(flashbench.metrics.segment.tracker)",
             **asdict(self.settings),
             "image_size": "auto" if self.image_size is None else self.image_size,
@@ -196,6 +203,8 @@ class SamTracker:
             for k in sorted(set(tracks) - set(new.tolist())):
                 step.k = k
                 step.follow(tracks[k], [m for j, m in sorted(shown.items()) if j != k])
+            if self.settings.exclusive:
+                step.exclude(tracks, {int(k): prompt_masks[k] for k in new})
             for k, track in tracks.items():
                 if not track.lost:
                     out[t, k] = track.mask
@@ -325,6 +334,34 @@ class _Step:
         best = int(np.argmax(np.where(ok, rank, -np.inf)))
         kept = masks[best]
         self._keep(track, kept, lows[best : best + 1], cur_box)
+
+    def exclude(self, tracks: dict[int, _Track], fixed: dict[int, np.ndarray]) -> None:
+        """Step 6: no pixel belongs to two objects. Where kept masks overlap, the pixel goes to the object with
+        the highest mask logit (SAM2's non-overlapping constraint). Objects on their prompt frame (`fixed`: their
+        prompt masks) win over tracked ones, and among themselves a pixel goes to the one whose prompt mask holds
+        it; they are never emptied (a prompted object always has a mask there). A tracked object left with no
+        pixel is lost."""
+        live = [k for k, tr in tracks.items() if not tr.lost]
+        masks = np.stack([tracks[k].mask for k in live]) if live else np.zeros((0, *self.hw), bool)
+        if not (masks.sum(axis=0) > 1).any():
+            return
+        logits = self.model.postprocess_masks(torch.cat([tracks[k].logits for k in live])[:, None], self.input_hw, self.hw)
+        logits = logits[:, 0].float().cpu().numpy()
+        for i, k in enumerate(live):
+            if k in fixed:
+                logits[i] += 1e4 * (1 + fixed[k])
+        logits[~masks] = -np.inf
+        owner = np.argmax(logits, axis=0)
+        for i, k in enumerate(live):
+            mine = masks[i] & (owner == i)
+            if mine.sum() == masks[i].sum() or (k in fixed and not mine.any()):
+                continue
+            if not mine.any():
+                tracks[k].lost = True
+                self.events.append({"frame": self.t, "object": k, "event": "lost", "why": ["taken by other objects"]})
+                continue
+            tracks[k].mask = mine
+            tracks[k].areas[-1] = int(mine.sum())
 
     def _keep(self, track: _Track, mask: np.ndarray, logits: torch.Tensor, prev_box: np.ndarray) -> None:
         track.prev_box = prev_box
