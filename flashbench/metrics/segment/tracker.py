@@ -342,13 +342,15 @@ class _Step:
         it; they are never emptied (a prompted object always has a mask there). A tracked object left with no
         pixel is lost."""
         live = [k for k, tr in tracks.items() if not tr.lost]
-        masks = np.stack([tracks[k].mask for k in live]) if live else np.zeros((0, *self.hw), bool)
+        if len(live) < 2:
+            return
+        masks = np.stack([tracks[k].mask for k in live])
         if not (masks.sum(axis=0) > 1).any():
             return
         logits = self.model.postprocess_masks(torch.cat([tracks[k].logits for k in live])[:, None], self.input_hw, self.hw)
         logits = logits[:, 0].float().cpu().numpy()
         for i, k in enumerate(live):
-            if k in fixed:
+            if k in fixed:  # SAM logits are O(10): +1e4 beats any tracked object, +2e4 inside the own prompt mask
                 logits[i] += 1e4 * (1 + fixed[k])
         logits[~masks] = -np.inf
         owner = np.argmax(logits, axis=0)
