@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in runs.items():
         run = args.out / name
         generate(bench, run, spec, condition=args.condition, limit=args.limit, name=name, device=args.device)
-        overall = evaluate(bench, run, EvalSettings(device=args.device, clip_len=args.clip_len))["overall"]
-        results[name] = {"fvd": overall.get("fvd"), "mask_iou": overall.get("mask_iou"), "spec": spec}
+        overall = evaluate(bench, run, EvalSettings(device=args.device, clip_len=args.clip_len)).overall
+        results[name] = {"fvd": overall.fvd, "mask_iou": overall.mask_iou, "spec": spec}
     print(f"{'run':10s} {'FVD':>10s} {'mask IoU':>9s}  spec")
     for name, r in results.items():
         fvd = "n/a" if r["fvd"] is None else f"{r['fvd']:.2f}"

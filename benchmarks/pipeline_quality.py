@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run = args.out / name
         generate(bench, run, spec, condition=args.condition, limit=args.limit, name=name, device=args.device)
-        overall = evaluate(bench, run, EvalSettings(device=args.device, clip_len=args.clip_len))["overall"]
-        results[name] = {"spec": spec, "fvd": overall.get("fvd"), "mask_iou": overall.get("mask_iou"), "note": ""}
+        overall = evaluate(bench, run, EvalSettings(device=args.device, clip_len=args.clip_len)).overall
+        results[name] = {"spec": spec, "fvd": overall.fvd, "mask_iou": overall.mask_iou, "note": ""}
     print(f"{'run':16s} {'FVD':>10s} {'mask IoU':>9s}  spec")
     for name, r in results.items():
         fvd = r["note"] or ("n/a" if r["fvd"] is None else f"{r['fvd']:.2f}")

@@ -4,7 +4,7 @@ IoU intervals: percentile bootstrap over samples (flashbench.report.stats.bootst
 samples, for which resampling with replacement is right. FID/FVD intervals: paired half-sampling of benchmark
 samples without replacement (flashbench.metrics.frechet_interval, where the maths is): the bootstrap's duplicate
 videos inflate a Fréchet distance, so its intervals missed their own estimate. Seeded: reruns give identical
-numbers.
+numbers. The block is a flashbench.results.Metrics (its invariants are stated there).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from flashbench.metrics.frechet import fid_from_features
 from flashbench.metrics.frechet_interval import frechet_interval
 from flashbench.report.stats import bootstrap_ci
+from flashbench.results import METRIC_KEYS, Metrics
 
 MIN_VIDEOS = 2  # per set (generated and real) for a Fréchet distance
 # Fréchet intervals need enough generated videos that the half-samples are many and not degenerate
@@ -29,10 +30,11 @@ def _mean(values: list[float]) -> float | None:
 
 def _frechet(
     kind: str, gen: list[np.ndarray], real: list[np.ndarray], real_only: list[np.ndarray], n_boot: int, seed: int,
-    notes: list[str], reasons: dict[str, str],
+    notes: list[str], reasons: dict[str, str], rank_deficient: dict[str, list[int]],
 ) -> tuple[float | None, list[float] | None]:
     """FD of the pooled generated rows vs the pooled real rows (real[i] is gen[i]'s own real video; real_only:
-    real videos whose generated one is missing) and its interval; why it is None goes to reasons[kind]."""
+    real videos whose generated one is missing) and its interval; why it is None goes to reasons[kind], and
+    [rows, dims] to rank_deficient[kind] when either set has fewer rows than dimensions."""
     real_set = real + real_only
     if len(gen) < MIN_VIDEOS or len(real_set) < MIN_VIDEOS:
         reasons[kind] = (f"{kind.upper()} not computed: {len(gen)} generated and {len(real_set)} real videos, "
@@ -40,6 +42,9 @@ def _frechet(
         notes.append(reasons[kind])
         return None, None
     gen_feats, real_feats = np.concatenate(gen), np.concatenate(real_set)
+    rows, dims = min(len(gen_feats), len(real_feats)), gen_feats.shape[1]
+    if rows < dims:
+        rank_deficient[kind] = [rows, dims]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         value = fid_from_features(gen_feats, real_feats)
@@ -59,7 +64,7 @@ def metrics_block(
     real_features: dict[str, dict[str, np.ndarray]],
     n_boot: int,
     seed: int,
-) -> dict:
+) -> Metrics:
     """METRICS for one group (or overall). Every metric that is None has its one-line cause in
     `reasons[metric]` (what reports print beside the empty cell); `notes` holds every remark.
 
@@ -70,6 +75,7 @@ def metrics_block(
     """
     notes: list[str] = []
     reasons: dict[str, str] = {}
+    rank_deficient: dict[str, list[int]] = {}
     ids = [s["id"] for s in samples]
     mask = [s["mask_iou"] for s in samples if s["mask_iou"] is not None]  # None: box-only ground truth
     box = [s["box_iou"] for s in samples]
@@ -83,25 +89,22 @@ def metrics_block(
             ci[key] = [100 * lo, 100 * hi]
     if n_boot and single:
         notes.append(f"{'IoU CIs' if len(single) == 2 else single[0] + ' IoU CI'} not computed: a single sample")
-    out: dict = {"n": len(samples)}
+    values: dict[str, float | None] = {}
     scored = set(ids)
     unpaired = [i for i in real_features if i not in scored]
     for kind in ("fid", "fvd"):
-        out[kind], ci[kind] = _frechet(
+        values[kind], ci[kind] = _frechet(
             kind, [gen_features[i][kind] for i in ids], [real_features[i][kind] for i in ids],
-            [real_features[i][kind] for i in unpaired], n_boot, seed, notes, reasons,
+            [real_features[i][kind] for i in unpaired], n_boot, seed, notes, reasons, rank_deficient,
         )
     mean_mask, mean_box = _mean(mask), _mean(box)
-    out["mask_iou"] = None if mean_mask is None else 100 * mean_mask
-    out["box_iou"] = None if mean_box is None else 100 * mean_box
-    out["denoise_seconds"] = _mean([generation[i]["denoise_seconds"] for i in ids])
-    out["nfe"] = _mean([generation[i]["nfe"] for i in ids])
-    out["ci95"] = ci
+    values["mask_iou"] = None if mean_mask is None else 100 * mean_mask
+    values["box_iou"] = None if mean_box is None else 100 * mean_box
+    values["denoise_seconds"] = _mean([generation[i]["denoise_seconds"] for i in ids])
+    values["nfe"] = _mean([generation[i]["nfe"] for i in ids])
     if not samples:
         notes.append("no scored samples in this group")
-        reasons.update(dict.fromkeys(("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds", "nfe"), notes[-1]))
+        reasons.update(dict.fromkeys(METRIC_KEYS, notes[-1]))
     elif mean_mask is None:
         reasons["mask_iou"] = "no mask IoU: every sample has box-only ground truth"
-    out["notes"] = notes
-    out["reasons"] = reasons
-    return out
+    return Metrics(n=len(samples), **values, ci95=ci, notes=notes, reasons=reasons, rank_deficient=rank_deficient)

@@ -26,6 +26,7 @@ from flashbench.data.benchmark import Benchmark
 from flashbench.data.verify import Verify, verify_benchmark
 from flashbench.errors import FlashBenchError
 from flashbench.evaluation import EvalSettings, build_features, build_segmenter, check_run, evaluate
+from flashbench.results import Results
 from flashbench.runner import Shard
 
 # A barrier waits for the slowest rank's whole shard; torch's default (10-30 min) is shorter than one shard of
@@ -73,7 +74,7 @@ def rank_device(device: str, local_rank: int) -> str:
 def evaluate_distributed(
     bench: Benchmark, run: Path, settings: EvalSettings, launch: Launch, progress: bool = True,
     verify: Verify | str = Verify.AUTO,
-) -> dict | None:
+) -> Results | None:
     """Evaluate this rank's shard; rank 0 returns the results (see the module docstring), the others None."""
     import torch
     import torch.distributed as dist

@@ -44,6 +44,7 @@ from flashbench.errors import VideoError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings, real_cache_dir
 from flashbench.metrics.frechet_interval import METHOD as FRECHET_INTERVAL_METHOD
 from flashbench.metrics.iou import box_iou, mask_iou, summarize
+from flashbench.results import Metrics, Results, RunInfo, SampleError
 from flashbench.run_files import (
     FEATURES,
     RESULTS,
@@ -191,7 +192,7 @@ def evaluate(
     shard: Shard = UNSHARDED,
     finalize: bool = True,
     verify: Verify | str = Verify.AUTO,
-) -> dict | None:
+) -> Results | None:
     """Evaluate `run` on `bench`, write samples.jsonl, tracks/, features/ and results.json; return the results.
 
     segmenter / features: prebuilt components (else built from `settings`). real_cache: folder for the real
@@ -243,7 +244,7 @@ def evaluate(
     t0 = time.perf_counter()
     ok = [records[s.id] for s in samples if s.id in records and records[s.id]["status"] == "ok"]
 
-    def block(scored: list[dict], real_samples: list[Sample]) -> dict:
+    def block(scored: list[dict], real_samples: list[Sample]) -> Metrics:
         return metrics_block(scored, generation, gen_feats, {s.id: real[s.id] for s in real_samples},
                              settings.bootstrap, settings.seed)
 
@@ -251,16 +252,16 @@ def evaluate(
     groups = {g: block([r for r in ok if r["group"] == g], members) for g, members in bench.by_group().items()}
     timings["aggregate_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - started
-    errors = [{"id": s.id, "stage": "generate", "error": generation[s.id]["error"]}
+    errors = [SampleError(s.id, "generate", generation[s.id]["error"])
               for s in samples if generation[s.id]["status"] != "ok"]
-    errors += [{"id": s.id, "stage": "evaluate", "error": records[s.id]["error"]}
+    errors += [SampleError(s.id, "evaluate", records[s.id]["error"])
                for s in samples if s.id in records and records[s.id]["status"] != "ok"]
-    results = {
-        "schema_version": SCHEMA_VERSION,
-        "run": {k: info.get(k) for k in ("name", "generator", "condition", "steps", "seed")},
-        "overall": overall,
-        "groups": groups,
-        "settings": {
+    results = Results(
+        schema_version=SCHEMA_VERSION,
+        run=RunInfo(**{k: info.get(k) for k in ("name", "generator", "condition", "steps", "seed")}),
+        overall=overall,
+        groups=groups,
+        settings={
             **features.settings.describe(),
             "segmenter": seg_info,
             "iou": {"convention": IOU_CONVENTION},
@@ -268,7 +269,7 @@ def evaluate(
                           "fid_fvd": FRECHET_INTERVAL_METHOD,
                           "iou": "percentile bootstrap: resample samples with replacement"},
         },
-        "provenance": provenance.collect(
+        provenance=provenance.collect(
             device=settings.device,
             weights={**features.settings.weight_hashes(), **_segmenter_weights(seg_info)},
             bench_content_hash=bench.meta.content_hash,
@@ -277,9 +278,9 @@ def evaluate(
             eval_settings=asdict(settings),
             timings=timings,
         ),
-        "errors": errors,
-    }
-    write_json(run / RESULTS, results)
+        errors=errors,
+    )
+    write_json(run / RESULTS, results.to_json())
     return results
 
 

@@ -143,16 +143,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"shard {shard.index}/{shard.count} scored into {args.run}; results.json is written by the "
                   "shard that completes the set")
             return 0
-    o = results["overall"]
+    o = results.overall
 
     def fmt(v: float | None, digits: int = 2) -> str:
         return "n/a" if v is None else f"{v:.{digits}f}"
 
-    print(f"{results['run']['name']}: n={o['n']} FID={fmt(o['fid'])} FVD={fmt(o['fvd'])} "
-          f"mask IoU={fmt(o['mask_iou'])} box IoU={fmt(o['box_iou'])} errors={len(results['errors'])}")
+    print(f"{results.run.name}: n={o.n} FID={fmt(o.fid)} FVD={fmt(o.fvd)} "
+          f"mask IoU={fmt(o.mask_iou)} box IoU={fmt(o.box_iou)} errors={len(results.errors)}")
     print(f"results: {args.run / 'results.json'}")
-    if results["errors"] and not args.allow_errors:
-        print(f"error: {len(results['errors'])} sample(s) failed and were not scored (listed under \"errors\" in "
+    if results.errors and not args.allow_errors:
+        print(f"error: {len(results.errors)} sample(s) failed and were not scored (listed under \"errors\" in "
               "results.json); fix them, or pass --allow-errors to accept a partial score", file=sys.stderr)
         return 1
     return 0

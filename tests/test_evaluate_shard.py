@@ -79,7 +79,7 @@ def test_two_shards_run_one_after_another_equal_one_process(unsharded, component
     assert sorted(p.stem for p in (tmp_path / "real").glob("*.npz")) == sorted(log)  # its share of real videos
     results = evaluate(bench, run, SETTINGS, segmenter, features, real_cache=tmp_path / "real", progress=False,
                        shard=Shard(1, 2))
-    assert results == json.loads((run / "results.json").read_text())
+    assert results.to_json() == json.loads((run / "results.json").read_text())
     _assert_same_as_one_process(run, one)
     for sample in bench.samples:  # real features computed by different shards equal the one-process cache
         for kind in ("fid", "fvd"):

@@ -67,31 +67,31 @@ def _samples(run):
 
 def test_reference_generators_are_ordered(evaluated):
     _, _, results, _ = evaluated
-    gt, static, cp = (results[n]["overall"] for n in ("ground-truth", "static", "copy-paste"))
-    assert gt["n"] == static["n"] == cp["n"] == 2
-    assert gt["fid"] < static["fid"] and gt["fid"] < cp["fid"]
-    assert gt["fvd"] < cp["fvd"] and 2 * gt["fvd"] < static["fvd"]
-    assert gt["mask_iou"] >= 85 and gt["box_iou"] >= 85
-    assert static["mask_iou"] < gt["mask_iou"] - 20 and static["box_iou"] < gt["box_iou"] - 20
-    assert cp["mask_iou"] > static["mask_iou"] + 10 and cp["box_iou"] > static["box_iou"] + 10
+    gt, static, cp = (results[n].overall for n in ("ground-truth", "static", "copy-paste"))
+    assert gt.n == static.n == cp.n == 2
+    assert gt.fid < static.fid and gt.fid < cp.fid
+    assert gt.fvd < cp.fvd and 2 * gt.fvd < static.fvd
+    assert gt.mask_iou >= 85 and gt.box_iou >= 85
+    assert static.mask_iou < gt.mask_iou - 20 and static.box_iou < gt.box_iou - 20
+    assert cp.mask_iou > static.mask_iou + 10 and cp.box_iou > static.box_iou + 10
 
 
 def test_results_follow_the_schema_and_match_independent_references(evaluated):
     bench, runs, results, root = evaluated
     res, run = results["copy-paste"], runs["copy-paste"]
-    assert json.loads((run / "results.json").read_text()) == res
-    assert res["run"]["name"] == "copy-paste" and res["errors"] == []
+    assert json.loads((run / "results.json").read_text()) == res.to_json()
+    assert res.run.name == "copy-paste" and res.errors == []
     samples = _samples(run)
     assert [s["id"] for s in samples] == [s.id for s in bench.samples]
     # IoU aggregates are 100 x the mean of the per-sample values; one video per group: no Fréchet distance there
-    assert res["overall"]["mask_iou"] == pytest.approx(100 * np.mean([s["mask_iou"] for s in samples]))
-    lo, hi = res["overall"]["ci95"]["mask_iou"]
-    assert lo <= res["overall"]["mask_iou"] <= hi
-    for group, block in res["groups"].items():
+    assert res.overall.mask_iou == pytest.approx(100 * np.mean([s["mask_iou"] for s in samples]))
+    lo, hi = res.overall.ci95["mask_iou"]
+    assert lo <= res.overall.mask_iou <= hi
+    for group, block in res.groups.items():
         (mine,) = [s for s in samples if s["group"] == group]
-        assert block["n"] == 1 and block["mask_iou"] == pytest.approx(100 * mine["mask_iou"])
-        assert block["fid"] is None and block["fvd"] is None and block["ci95"]["mask_iou"] is None
-        assert any(note.startswith("FID not computed: 1 generated and 1 real") for note in block["notes"])
+        assert block.n == 1 and block.mask_iou == pytest.approx(100 * mine["mask_iou"])
+        assert block.fid is None and block.fvd is None and block.ci95["mask_iou"] is None
+        assert any(note.startswith("FID not computed: 1 generated and 1 real") for note in block.notes)
     # per-sample mask IoU recomputed from the saved tracks with plain numpy (DAVIS-style convention)
     s = samples[-1]
     sample = bench.get(s["id"])
@@ -115,16 +115,16 @@ def test_results_follow_the_schema_and_match_independent_references(evaluated):
             ref = calculate_frechet_distance(gen.mean(0), np.cov(gen, rowvar=False), real.mean(0), np.cov(real, rowvar=False))
         else:
             ref = fid_from_features(gen, real)
-        assert res["overall"][kind] == pytest.approx(ref, rel=1e-4)
-        assert res["overall"]["ci95"][kind] is None  # two videos are too few to resample
-        assert f"{kind.upper()} CI not computed: 2 generated videos, need >= 5" in res["overall"]["notes"]
-    prov = res["provenance"]
+        assert res.overall.value(kind) == pytest.approx(ref, rel=1e-4)
+        assert res.overall.ci95[kind] is None  # two videos are too few to resample
+        assert f"{kind.upper()} CI not computed: 2 generated videos, need >= 5" in res.overall.notes
+    prov = res.provenance
     assert prov["bench_content_hash"] == bench.meta.content_hash
     assert set(prov["weights"]) == {"inception-fid", "i3d-kinetics400", "mobilesam"}
     assert all(len(v) == 64 for v in prov["weights"].values())
     assert {"git_commit", "git_dirty", "packages", "python", "platform", "device", "timings"} <= set(prov)
-    assert res["settings"]["fid"]["stride"] == 1 and res["settings"]["fvd"]["clip_len"] == FRAMES
-    assert res["settings"]["bootstrap"] == {**res["settings"]["bootstrap"], "n": BOOT, "seed": 0}
+    assert res.settings["fid"]["stride"] == 1 and res.settings["fvd"]["clip_len"] == FRAMES
+    assert res.settings["bootstrap"] == {**res.settings["bootstrap"], "n": BOOT, "seed": 0}
 
 
 def test_resume_gives_byte_identical_metrics(evaluated, components, tmp_path):
@@ -136,7 +136,8 @@ def test_resume_gives_byte_identical_metrics(evaluated, components, tmp_path):
     (run / "features" / f"{ids[1]}.npz").unlink()  # ... and the second one's features not written
     again = _evaluate_again(evaluated, components, run)
     for key in METRIC_SECTIONS:
-        assert json.dumps(again[key], sort_keys=True) == json.dumps(results["static"][key], sort_keys=True), key
+        mine, theirs = again.to_json()[key], results["static"].to_json()[key]
+        assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), key
     assert sorted(s["id"] for s in _samples(run)) == sorted(ids)
 
 
@@ -152,7 +153,7 @@ def test_a_regenerated_video_is_scored_again(evaluated, components, tmp_path):
     after = {s["id"]: s for s in _samples(run)}[sample.id]
     assert after["video_sha256"] != before["video_sha256"] and after["mask_iou"] != before["mask_iou"]
     assert not np.allclose(np.load(run / "features" / f"{sample.id}.npz")["fid"], old_fid)
-    assert again["overall"]["mask_iou"] != results["static"]["overall"]["mask_iou"]
+    assert again.overall.mask_iou != results["static"].overall.mask_iou
 
 
 def test_failed_samples_are_listed_and_excluded(evaluated, components, tmp_path):
@@ -163,22 +164,22 @@ def test_failed_samples_are_listed_and_excluded(evaluated, components, tmp_path)
                                             "seed": 0, "nfe": None, "denoise_seconds": None, "wall_seconds": 1.0,
                                             "device": "cpu"})
     res = _evaluate_again(evaluated, components, run)
-    assert res["errors"] == [{"id": ids[0], "stage": "generate", "error": "GenerationError: boom"}]
-    overall = res["overall"]
-    assert overall["n"] == 1 and overall["fid"] is None and overall["fvd"] is None
-    assert any("FVD not computed: 1 generated and 2 real" in note for note in overall["notes"])
+    assert [e.to_json() for e in res.errors] == [{"id": ids[0], "stage": "generate", "error": "GenerationError: boom"}]
+    overall = res.overall
+    assert overall.n == 1 and overall.fid is None and overall.fvd is None
+    assert any("FVD not computed: 1 generated and 2 real" in note for note in overall.notes)
     (kept,) = [s for s in _samples(run) if s["id"] == ids[1]]
-    assert overall["mask_iou"] == pytest.approx(100 * kept["mask_iou"])
-    assert overall["mask_iou"] != pytest.approx(results["copy-paste"]["overall"]["mask_iou"])
-    assert res["groups"]["1"]["n"] == 0 and res["groups"]["1"]["mask_iou"] is None
+    assert overall.mask_iou == pytest.approx(100 * kept["mask_iou"])
+    assert overall.mask_iou != pytest.approx(results["copy-paste"].overall.mask_iou)
+    assert res.groups["1"].n == 0 and res.groups["1"].mask_iou is None
 
     (run / "videos" / f"{ids[1]}.mp4").write_bytes(b"not a video")  # corrupt, and nothing cached for it
     (run / "features" / f"{ids[1]}.npz").unlink()
     (run / "samples.jsonl").unlink()
     res = _evaluate_again(evaluated, components, run)
-    assert [(e["id"], e["stage"]) for e in res["errors"]] == [(ids[0], "generate"), (ids[1], "evaluate")]
-    assert "\n" not in res["errors"][1]["error"] and str(ids[1]) in res["errors"][1]["error"]
-    assert res["overall"]["n"] == 0 and res["overall"]["mask_iou"] is None and res["overall"]["fid"] is None
+    assert [(e.id, e.stage) for e in res.errors] == [(ids[0], "generate"), (ids[1], "evaluate")]
+    assert "\n" not in res.errors[1].error and str(ids[1]) in res.errors[1].error
+    assert res.overall.n == 0 and res.overall.mask_iou is None and res.overall.fid is None
 
 
 def test_incomplete_or_foreign_runs_are_refused(evaluated, components, tmp_path):
@@ -204,21 +205,21 @@ def test_metrics_block_never_averages_in_missing_values():
     generation = {i: {"denoise_seconds": 1.0 + k, "nfe": 4} for k, i in enumerate(ids)}
     samples = [{"id": i, "mask_iou": v, "box_iou": v} for i, v in zip(ids, values, strict=True)]
     block = metrics_block(samples, generation, feats, real, n_boot=100, seed=0)
-    assert block["n"] == 6 and block["mask_iou"] == pytest.approx(50) and block["denoise_seconds"] == 3.5
+    assert block.n == 6 and block.mask_iou == pytest.approx(50) and block.denoise_seconds == 3.5
     gen_fid = np.concatenate([f["fid"] for f in feats.values()])
     real_fid = np.concatenate([r["fid"] for r in real.values()])
-    assert block["fid"] == pytest.approx(fid_from_features(gen_fid, real_fid))
-    assert block["ci95"]["mask_iou"] == pytest.approx([100 * v for v in bootstrap_ci(values, n=100)])
+    assert block.fid == pytest.approx(fid_from_features(gen_fid, real_fid))
+    assert block.ci95["mask_iou"] == pytest.approx([100 * v for v in bootstrap_ci(values, n=100)])
     for kind in ("fid", "fvd"):
-        lo, hi = block["ci95"][kind]
-        assert lo <= block[kind] <= hi and lo < hi
+        lo, hi = block.ci95[kind]
+        assert lo <= block.value(kind) <= hi and lo < hi
     few = metrics_block(samples[:3], generation, feats, real, n_boot=100, seed=0)
-    assert few["fid"] is not None and few["ci95"]["fid"] is None and few["ci95"]["mask_iou"] is not None
+    assert few.fid is not None and few.ci95["fid"] is None and few.ci95["mask_iou"] is not None
     single = metrics_block(samples[:1], generation, feats, real, n_boot=100, seed=0)
-    assert single["fid"] is None and single["ci95"]["fid"] is None and single["ci95"]["mask_iou"] is None
+    assert single.fid is None and single.ci95["fid"] is None and single.ci95["mask_iou"] is None
     empty = metrics_block([], generation, feats, real, n_boot=100, seed=0)
-    assert empty["n"] == 0 and empty["mask_iou"] is None and empty["nfe"] is None
-    assert "no scored samples in this group" in empty["notes"]
+    assert empty.n == 0 and empty.mask_iou is None and empty.nfe is None
+    assert "no scored samples in this group" in empty.notes
 
 
 class FixedSegmenter:
@@ -263,9 +264,9 @@ def test_box_only_objects_get_box_iou_but_no_mask_iou(tmp_path):
     samples = [{"id": "a", "mask_iou": 0.4, "box_iou": 0.5}, {"id": "b", "mask_iou": None, "box_iou": 1.0},
                {"id": "c", "mask_iou": 0.6, "box_iou": 0.9}]  # fmt: skip
     block = metrics_block(samples, generation, feats, feats, n_boot=50, seed=0)
-    assert block["mask_iou"] == pytest.approx(50) and block["box_iou"] == pytest.approx(80)
-    assert block["ci95"]["mask_iou"] == pytest.approx([100 * v for v in bootstrap_ci([0.4, 0.6], n=50)])
-    assert "mask IoU over 2 of 3 samples (the others have box-only ground truth)" in block["notes"]
+    assert block.mask_iou == pytest.approx(50) and block.box_iou == pytest.approx(80)
+    assert block.ci95["mask_iou"] == pytest.approx([100 * v for v in bootstrap_ci([0.4, 0.6], n=50)])
+    assert "mask IoU over 2 of 3 samples (the others have box-only ground truth)" in block.notes
 
 
 def test_whole_video_fvd_protocol_is_recorded_and_gives_one_row_per_video(evaluated, components, tmp_path):
@@ -277,12 +278,12 @@ def test_whole_video_fvd_protocol_is_recorded_and_gives_one_row_per_video(evalua
     features = FeatureExtractor(FeatureSettings(clip_len=FRAMES, fvd_protocol="whole-video"))
     res = evaluate(bench, run, replace(SETTINGS, fvd_protocol="whole-video"), segmenter=components[0],
                    features=features, real_cache=tmp_path / "real", progress=False)
-    fvd = res["settings"]["fvd"]
+    fvd = res.settings["fvd"]
     assert fvd["protocol"] == "whole-video" and fvd["clip_len"] == "whole video" and "TF" in fvd["protocol_text"]
     for sample in bench.samples:
         cached = np.load(run / "features" / f"{sample.id}.npz")
         assert cached["fvd"].shape == (1, 400) and str(cached["fvd_key"]) != clips_key  # not reused
     # 10-frame videos are one 10-frame clip either way: the same I3D input, the same FVD
-    assert res["overall"]["fvd"] == pytest.approx(results["static"]["overall"]["fvd"], rel=1e-9)
+    assert res.overall.fvd == pytest.approx(results["static"].overall.fvd, rel=1e-9)
     with pytest.raises(FlashBenchError, match="--fvd-protocol"):
         FeatureSettings(fvd_protocol="clips16")

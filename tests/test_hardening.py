@@ -159,8 +159,10 @@ def test_flashmotion_sample_refuses_a_folder_as_out(tmp_path, capsys):
 
 
 def test_evaluate_exit_code_reflects_failed_samples(monkeypatch, bench, tmp_path, capsys):
-    results = {"run": {"name": "x"}, "errors": [{"id": "sq-0", "stage": "generate", "error": "boom"}],
-               "overall": {"n": 2, "fid": None, "fvd": None, "mask_iou": 50.0, "box_iou": 50.0}}
+    from flashbench.results import Metrics, Results, RunInfo, SampleError
+
+    results = Results(schema_version=1, run=RunInfo(name="x"), overall=Metrics(n=2, mask_iou=50.0, box_iou=50.0),
+                      groups={}, errors=[SampleError("sq-0", "generate", "boom")])
     monkeypatch.setattr("flashbench.evaluation.evaluate", lambda *a, **k: results)
     argv = ["evaluate", "--bench", str(bench.root), "--run", str(tmp_path)]
     assert main(argv) == 1 and "1 sample(s) failed" in capsys.readouterr().err

@@ -247,9 +247,9 @@ def test_reasons_come_from_the_metrics_block_not_from_note_wording(tmp_path):
     one = [{"id": "a", "mask_iou": None, "box_iou": 0.5}]  # one box-only sample: no FID/FVD, no mask IoU
     block = metrics_block(one, {"a": {"denoise_seconds": 1.0, "nfe": 4}}, {"a": {"fid": np.zeros((1, 2)), "fvd": np.zeros((1, 2))}},
                           {"a": {"fid": np.zeros((1, 2)), "fvd": np.zeros((1, 2))}}, n_boot=0, seed=0)
-    assert block["fvd"] is None and block["mask_iou"] is None and block["box_iou"] == 50.0
-    assert set(block["reasons"]) == {"fid", "fvd", "mask_iou"}
-    path = make_run(tmp_path / "n", "Noted", None, {**metrics(None, None, None, 50.0, 1.0), **block})
+    assert block.fvd is None and block.mask_iou is None and block.box_iou == 50.0
+    assert set(block.reasons) == {"fid", "fvd", "mask_iou"}
+    path = make_run(tmp_path / "n", "Noted", None, {**metrics(None, None, None, 50.0, 1.0), **block.to_json()})
     text = to_markdown(leaderboard_table(load_runs([path])))
     assert "[2] FVD ↓ of Noted: FVD not computed: 1 generated and 1 real videos, need >= 2 of each\n" in text
     assert "[3] M-IoU ↑ of Noted: no mask IoU: every sample has box-only ground truth\n" in text
@@ -295,3 +295,8 @@ def test_rank_deficiency_warning_reaches_markdown_and_html(runs, tmp_path):
     assert expected in (tmp_path / "r" / "leaderboard.md").read_text()
     assert expected.replace("'", "&#x27;") in index.read_text()
     assert "FVD has fewer" not in index.read_text()  # only the metric whose notes say so
+    # what evaluation writes now: the typed field, whatever the notes say
+    typed = make_run(tmp_path / "b", "A", bench, {**metrics(15.0, 120.0, 70.0, 70.0, 1.0), "rank_deficient": {"fid": [40, 2048]}},
+                     {"1": {**metrics(15.0, 120.0, 70.0, 70.0, 1.0), "rank_deficient": {"fid": [20, 2048]}, "notes": [note]}})
+    write_report([typed], tmp_path / "t", gallery_per_group=0)
+    assert expected in (tmp_path / "t" / "leaderboard.md").read_text()

@@ -57,13 +57,13 @@ def compare_runs(runs: list[RunRecord], base: RunRecord, n_boot: int = 10000, se
             "ok_only_base": len(base_ok - run_ok),
         }
         for key, _, _ in COLUMNS:
-            value, ref = run.overall.get(key), base.overall.get(key)
+            value, ref = run.overall.value(key), base.overall.value(key)
             delta = None if is_base or is_missing(value) or is_missing(ref) else float(value) - float(ref)
             entry = {
                 "value": value,
                 "base": ref,
                 "delta": delta,
-                "ci95": (run.overall.get("ci95") or {}).get(key),
+                "ci95": run.overall.interval(key),
                 "test": None,
             }
             if key in PAIRED and not is_base:

@@ -25,6 +25,7 @@ from flashbench.report.tables import (
     is_missing,
     to_markdown,
 )
+from flashbench.results import Metrics
 
 # (results.json key, column label, which direction is better)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -39,28 +40,20 @@ LABELS = {key: label for key, label, _ in COLUMNS}
 BETTER = {key: better for key, _, better in COLUMNS}
 
 
-def metric_reason(run: RunRecord, metrics: dict, key: str) -> str | None:
-    """Why `key` is null in `metrics` (a METRICS dict of `run`): `metrics["reasons"][key]`, written by
-    flashbench.aggregate for every null metric; results files from before it had reasons show all their notes."""
-    reason = (metrics.get("reasons") or {}).get(key)
-    if reason is None and "reasons" not in metrics:
-        reason = "; ".join(str(n) for n in metrics.get("notes") or [])
+def metric_reason(run: RunRecord, metrics: Metrics, key: str) -> str | None:
+    """The footnote for a null `key` in `metrics` (a METRICS block of `run`): its typed reason."""
+    reason = metrics.reason(key)
     return f"{LABELS.get(key, key)} of {run.name}: {reason}" if reason else None
 
 
-def _ci(metrics: dict, key: str) -> list | None:
-    ci = (metrics.get("ci95") or {}).get(key)
-    return list(ci) if ci is not None else None
-
-
-def _metric_cells(runs: list[RunRecord], scopes: list[dict], key: str) -> list[Cell]:
-    values = [m.get(key) for m in scopes]
+def _metric_cells(runs: list[RunRecord], scopes: list[Metrics], key: str) -> list[Cell]:
+    values = [m.value(key) for m in scopes]
     best = best_rows(values, BETTER[key])
     cells = []
     for i, (run, metrics, value) in enumerate(zip(runs, scopes, values, strict=True)):
         note = metric_reason(run, metrics, key) if is_missing(value) else None
         cells.append(
-            Cell(fmt_value(value), bold=i in best, note=note, ci=None if note else fmt_ci(_ci(metrics, key)))
+            Cell(fmt_value(value), bold=i in best, note=note, ci=None if note else fmt_ci(metrics.interval(key)))
         )
     return cells
 
@@ -73,12 +66,12 @@ def leaderboard_table(runs: list[RunRecord]) -> Table:
     rows = []
     for i, run in enumerate(runs):
         steps = Cell(MISSING if run.steps is None else str(run.steps))
-        nfe = run.overall.get("nfe")
+        nfe = run.overall.nfe
         rows.append([Cell(run.name), steps, Cell(MISSING if nfe is None else f"{nfe:g}")] + [col[i] for col in columns])
     notes = [
         f"{run.name}: {n} sample(s) failed and are excluded (see {run.path / 'results.json'} `errors`)."
         for run in runs
-        if (n := len(run.results.get("errors") or []))
+        if (n := len(run.results.errors))
     ] + rank_deficiency_notes(runs)
     headers = ["Method", "Steps", "NFE"] + [label for _, label, _ in COLUMNS]
     return Table(headers, rows, ["l", "r", "r"] + ["r"] * len(COLUMNS), notes)
@@ -90,12 +83,12 @@ def leaderboard_frame(runs: list[RunRecord]) -> pd.DataFrame:
     for run in runs:
         info = run.info()
         metrics = run.overall
-        record = {"method": run.name, "steps": run.steps, "nfe": metrics.get("nfe"), "n": metrics.get("n")}
+        record = {"method": run.name, "steps": run.steps, "nfe": metrics.nfe, "n": metrics.n}
         for key, _, _ in COLUMNS:
-            ci = _ci(metrics, key) or [None, None]
-            record[key] = metrics.get(key)
+            ci = metrics.interval(key) or [None, None]
+            record[key] = metrics.value(key)
             record[f"{key}_ci_lo"], record[f"{key}_ci_hi"] = ci
-            record[f"{key}_note"] = metric_reason(run, metrics, key) if is_missing(metrics.get(key)) else None
+            record[f"{key}_note"] = metric_reason(run, metrics, key) if is_missing(metrics.value(key)) else None
         for k in ("errors", "generator", "condition", "bench_hash", "git_commit", "created"):
             record[k] = info[k]
         records.append(record)
@@ -122,7 +115,7 @@ def group_labels(runs: list[RunRecord]) -> list[str]:
 def group_table(runs: list[RunRecord], key: str) -> Table:
     """Methods as rows, object-count groups (then "All") as columns, for one metric; best per column bold."""
     groups = group_labels(runs)
-    columns = [_metric_cells(runs, [r.groups.get(g) or {} for r in runs], key) for g in groups]
+    columns = [_metric_cells(runs, [r.results.group(g) for r in runs], key) for g in groups]
     columns.append(_metric_cells(runs, [r.overall for r in runs], key))
     rows = [[Cell(run.name)] + [col[i] for col in columns] for i, run in enumerate(runs)]
     headers = ["Method"] + [f"{g} obj" for g in groups] + ["All"]
@@ -133,7 +126,7 @@ def group_frame(runs: list[RunRecord], key: str) -> pd.DataFrame:
     """Wide numeric per-group table for one metric: index = method, columns = groups then "All"."""
     groups = group_labels(runs)
     data = {
-        run.name: [(run.groups.get(g) or {}).get(key) for g in groups] + [run.overall.get(key)]
+        run.name: [run.results.group(g).value(key) for g in groups] + [run.overall.value(key)]
         for run in runs
     }
     frame = pd.DataFrame.from_dict(data, orient="index", columns=groups + ["All"], dtype="float64")
@@ -167,9 +160,9 @@ def write_leaderboard(
         "runs": [
             {
                 **run.info(),
-                "overall": run.overall,
-                "groups": run.groups,
-                "settings": run.results.get("settings"),
+                "overall": run.overall.to_json(),
+                "groups": {label: block.to_json() for label, block in run.groups.items()},
+                "settings": run.results.settings,
             }
             for run in runs
         ],

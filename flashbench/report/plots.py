@@ -14,6 +14,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from flashbench.report.leaderboard import GROUP_METRICS, LABELS, group_labels  # noqa: E402
 from flashbench.report.runs import RunRecord  # noqa: E402
 from flashbench.report.tables import is_missing  # noqa: E402
+from flashbench.results import Metrics  # noqa: E402
 
 STYLE = {
     "figure.dpi": 110,
@@ -31,13 +32,13 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
-def _value(metrics: dict, key: str) -> float:
-    value = metrics.get(key)
+def _value(metrics: Metrics, key: str) -> float:
+    value = metrics.value(key)
     return np.nan if is_missing(value) else float(value)
 
 
-def _err(metrics: dict, key: str, value: float) -> tuple[float, float]:
-    ci = (metrics.get("ci95") or {}).get(key)
+def _err(metrics: Metrics, key: str, value: float) -> tuple[float, float]:
+    ci = metrics.interval(key)
     if ci is None or np.isnan(value) or any(is_missing(c) for c in ci):
         return 0.0, 0.0
     return max(0.0, value - float(ci[0])), max(0.0, float(ci[1]) - value)
@@ -51,7 +52,7 @@ def plot_by_group(runs: list[RunRecord], path: Path) -> Path:
         fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), constrained_layout=True)
         for ax, key in zip(axes.flat, GROUP_METRICS, strict=True):
             for i, (run, color) in enumerate(zip(runs, _colors(len(runs)), strict=True)):
-                scopes = [run.groups.get(g) or {} for g in groups]
+                scopes = [run.results.group(g) for g in groups]
                 y = np.array([_value(m, key) for m in scopes])
                 err = np.array([_err(m, key, v) for m, v in zip(scopes, y, strict=True)]).T.reshape(2, -1)
                 offset = (i - (len(runs) - 1) / 2) * 0.06  # keep error bars of close methods apart
@@ -66,7 +67,7 @@ def plot_by_group(runs: list[RunRecord], path: Path) -> Path:
                     color=color,
                     label=run.name,
                 )
-            if all(np.isnan(_value(run.groups.get(g) or {}, key)) for run in runs for g in groups):
+            if all(np.isnan(_value(run.results.group(g), key)) for run in runs for g in groups):
                 ax.text(0.5, 0.5, "not computed per group\n(too few videos per group)", ha="center",
                         va="center", transform=ax.transAxes, color="0.4")
                 ax.set_yticks([])

@@ -3,17 +3,12 @@
 `protocol_lines`: the FID frames and the FVD protocol (clips of N frames, or whole videos as the TF / StyleGAN-V
 references do) from each run's results.json `settings`; runs that differ are listed one by one with a warning,
 since their FVDs are not comparable. `rank_deficiency_notes`: one line per run and metric whose distance came
-from fewer feature rows than dimensions (the note flashbench.metrics.frechet writes into METRICS["notes"]),
-with the scopes and row counts affected.
+from fewer feature rows than dimensions (METRICS `rank_deficient`), with the scopes and row counts affected.
 """
 
 from __future__ import annotations
 
-import re
-
 from flashbench.report.runs import RunRecord
-
-_RANK_DEFICIENT = re.compile(r"^(FID|FVD): (\d+) samples for (\d+)-d features: the covariance is rank-deficient")
 
 
 def fvd_protocol(settings: dict) -> str:
@@ -38,13 +33,13 @@ def protocol_lines(runs: list[RunRecord]) -> list[str]:
     """Header lines: `FID: ...` and `FVD: ...`, shared by all runs or listed per run with a warning."""
     lines = []
     for label, describe in (("FID", fid_protocol), ("FVD", fvd_protocol)):
-        per_run = {run.name: describe(run.results.get("settings") or {}) for run in runs}
+        per_run = {run.name: describe(run.results.settings) for run in runs}
         if len(set(per_run.values())) == 1:
             lines.append(f"{label}: {next(iter(per_run.values()))}.")
         else:
             listing = "; ".join(f"{name}: {text}" for name, text in per_run.items())
             lines.append(f"{label}: WARNING, the runs differ ({listing}); their {label}s are not comparable.")
-    if any(fvd_protocol(run.results.get("settings") or {}).startswith("I3D on non-overlapping") for run in runs):
+    if any(fvd_protocol(run.results.settings).startswith("I3D on non-overlapping") for run in runs):
         lines.append("The TF / StyleGAN-V FVD references feed each whole video to I3D; evaluate with "
                      "`--fvd-protocol whole-video` for numbers on that protocol.")
     return lines
@@ -54,13 +49,11 @@ def rank_deficiency_notes(runs: list[RunRecord]) -> list[str]:
     """'Warning: ...' per run and metric with fewer feature rows than dimensions in some scope."""
     lines = []
     for run in runs:
-        found: dict[tuple[str, str], list[str]] = {}
-        scopes = [("all", run.overall)] + [(f"{g} obj", metrics or {}) for g, metrics in run.groups.items()]
+        found: dict[tuple[str, int], list[str]] = {}
+        scopes = [("all", run.overall)] + [(f"{g} obj", metrics) for g, metrics in run.groups.items()]
         for scope, metrics in scopes:
-            for note in metrics.get("notes") or []:
-                match = _RANK_DEFICIENT.match(str(note))
-                if match:
-                    found.setdefault((match[1], match[3]), []).append(f"{scope}: {match[2]}")
+            for kind, (rows, dims) in metrics.rank_deficient.items():
+                found.setdefault((kind.upper(), dims), []).append(f"{scope}: {rows}")
         for (kind, dims), where in found.items():
             lines.append(
                 f"Warning: {run.name}'s {kind} has fewer feature rows than its {dims} dimensions ({', '.join(where)}"

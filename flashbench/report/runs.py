@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flashbench.errors import FlashBenchError
+from flashbench.results import Metrics, Results, ResultsError
 from flashbench.run_files import RunError, read_json
-
-METRICS = ("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds")
 
 
 class ReportError(FlashBenchError):
@@ -24,24 +23,24 @@ class RunRecord:
     path: Path
     name: str
     run: dict
-    results: dict
+    results: Results
     samples: list[dict] = field(default_factory=list)
 
     @property
-    def overall(self) -> dict:
-        return self.results.get("overall") or {}
+    def overall(self) -> Metrics:
+        return self.results.overall
 
     @property
-    def groups(self) -> dict[str, dict]:
-        return self.results.get("groups") or {}
+    def groups(self) -> dict[str, Metrics]:
+        return self.results.groups
 
     @property
     def provenance(self) -> dict:
-        return self.results.get("provenance") or {}
+        return self.results.provenance
 
     @property
     def steps(self) -> int | None:
-        steps = self.run.get("steps", (self.results.get("run") or {}).get("steps"))
+        steps = self.run.get("steps", self.results.run.steps)
         return None if steps is None else int(steps)
 
     @property
@@ -69,7 +68,7 @@ class RunRecord:
             "git_dirty": prov.get("git_dirty"),
             "flashbench_version": prov.get("flashbench_version"),
             "created": prov.get("created") or self.run.get("created"),
-            "errors": len(self.results.get("errors") or []),
+            "errors": len(self.results.errors),
         }
 
     def ok_samples(self) -> dict[str, dict]:
@@ -90,7 +89,11 @@ def load_run(path: Path) -> RunRecord:
     if not path.is_dir():
         raise ReportError(f"{path} is not a run folder; pass folders written by `flashbench generate`")
     run = _read_json(path / "run.json", "generate into this folder with `flashbench generate`")
-    results = _read_json(path / "results.json", f"evaluate it first: `flashbench evaluate --run {path}`")
+    data = _read_json(path / "results.json", f"evaluate it first: `flashbench evaluate --run {path}`")
+    try:
+        results = Results.from_json(data, path / "results.json")
+    except ResultsError as e:
+        raise ReportError(str(e)) from None
     samples = []
     jsonl = path / "samples.jsonl"
     if jsonl.is_file():
@@ -103,7 +106,7 @@ def load_run(path: Path) -> RunRecord:
                 raise ReportError(
                     f"{jsonl}:{i} is not valid JSON; re-run `flashbench evaluate --run {path}`"
                 ) from None
-    name = run.get("name") or (results.get("run") or {}).get("name") or run.get("generator") or path.name
+    name = run.get("name") or results.run.name or run.get("generator") or path.name
     return RunRecord(path=path, name=str(name), run=run, results=results, samples=samples)
 
 

@@ -1,0 +1,194 @@
+"""results.json as types: `Metrics` (one METRICS block: a group, or overall) and `Results` (the whole file).
+
+flashbench.aggregate builds the Metrics and flashbench.evaluation the Results, which it writes with `to_json`;
+the reports read `Results.from_json`, so every field is an attribute and a malformed file fails when it is
+loaded, with its path and what to do, not as a KeyError deep in a table.
+
+Invariants of a Metrics block:
+- each metric that is None has its one-line cause in `reasons` (what reports print beside the empty cell);
+- `rank_deficient[kind] = [rows, dims]` when the distance `kind` ("fid", "fvd") came from fewer feature rows
+  than its feature dimensions (rows: the smaller of the generated and real sets): such a covariance is
+  rank-deficient and the distance biased upwards.
+Files from before these fields existed load too: without `reasons`, all the notes stand in for every reason;
+without `rank_deficient`, it is read from the warning frechet.py wrote into the notes (the only place a note
+is parsed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flashbench.errors import FlashBenchError
+
+METRIC_KEYS = ("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds", "nfe")
+CI_KEYS = ("fid", "fvd", "mask_iou", "box_iou")
+FRECHET_KEYS = ("fid", "fvd")
+_LEGACY_RANK_NOTE = re.compile(r"^(FID|FVD): (\d+) samples for (\d+)-d features: the covariance is rank-deficient")
+
+
+class ResultsError(FlashBenchError):
+    """A results.json that does not hold what the evaluation writes."""
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ResultsError(f"{where} is {value!r}, not a number or null")
+    return float(value)
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ResultsError(f"{where} is {type(value).__name__}, not an object")
+    return value
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One METRICS block: n scored samples, the metrics (IoUs in percent), their 95% intervals, notes."""
+
+    n: int
+    fid: float | None = None
+    fvd: float | None = None
+    mask_iou: float | None = None
+    box_iou: float | None = None
+    denoise_seconds: float | None = None
+    nfe: float | None = None
+    ci95: dict[str, list[float] | None] = field(default_factory=lambda: dict.fromkeys(CI_KEYS))
+    notes: list[str] = field(default_factory=list)
+    reasons: dict[str, str] | None = field(default_factory=dict)  # None: a file from before reasons
+    rank_deficient: dict[str, list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def absent(cls, why: str) -> Metrics:
+        """No block at all (a group a run does not have): every metric None because of `why`."""
+        return cls(n=0, reasons=dict.fromkeys(METRIC_KEYS, why))
+
+    def value(self, key: str) -> float | None:
+        if key not in METRIC_KEYS:
+            raise KeyError(f"unknown metric {key!r}; one of {METRIC_KEYS}")
+        return getattr(self, key)
+
+    def interval(self, key: str) -> list[float] | None:
+        ci = self.ci95.get(key)
+        return list(ci) if ci is not None else None
+
+    def reason(self, key: str) -> str | None:
+        """Why `key` is None (None when it has a value, or when nothing says why)."""
+        if self.value(key) is not None:
+            return None
+        if self.reasons is None:
+            return "; ".join(self.notes) or None
+        return self.reasons.get(key)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"n": self.n, **{key: getattr(self, key) for key in METRIC_KEYS}}
+        out.update(ci95=self.ci95, notes=self.notes)
+        if self.reasons is not None:
+            out["reasons"] = self.reasons
+        out["rank_deficient"] = self.rank_deficient
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Metrics:
+        data = _mapping(data, where)
+        n = data.get("n")
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ResultsError(f"{where}.n is {n!r}, not a sample count")
+        ci95: dict[str, list[float] | None] = dict.fromkeys(CI_KEYS)
+        for key, ci in _mapping(data.get("ci95") or {}, f"{where}.ci95").items():
+            if ci is not None and (not isinstance(ci, list) or len(ci) != 2):
+                raise ResultsError(f"{where}.ci95.{key} is {ci!r}, not [low, high] or null")
+            ci95[key] = None if ci is None else [_number(c, f"{where}.ci95.{key}") for c in ci]
+        notes = [str(note) for note in data.get("notes") or []]
+        reasons = data.get("reasons")
+        if reasons is not None:
+            reasons = {str(k): str(v) for k, v in _mapping(reasons, f"{where}.reasons").items()}
+        if "rank_deficient" in data:
+            rank = {str(k): [int(x) for x in v] for k, v in _mapping(data["rank_deficient"], where).items()}
+        else:
+            rank = {m[1].lower(): [int(m[2]), int(m[3])] for m in map(_LEGACY_RANK_NOTE.match, notes) if m}
+        values = {key: _number(data.get(key), f"{where}.{key}") for key in METRIC_KEYS}
+        return cls(n=n, **values, ci95=ci95, notes=notes, reasons=reasons, rank_deficient=rank)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Which run the results are of (copied from run.json when it was evaluated)."""
+
+    name: str | None = None
+    generator: str | None = None
+    condition: str | None = None
+    steps: int | None = None
+    seed: int | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "generator": self.generator, "condition": self.condition, "steps": self.steps,
+                "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class SampleError:
+    """A sample left out of every metric: where it failed (generate / evaluate) and the one-line error."""
+
+    id: str
+    stage: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "stage": self.stage, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Results:
+    """results.json. `settings` (everything that changes the numbers) and `provenance` are descriptive
+    records, kept as written."""
+
+    schema_version: int
+    run: RunInfo
+    overall: Metrics
+    groups: dict[str, Metrics]
+    settings: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    errors: list[SampleError] = field(default_factory=list)
+
+    def group(self, label: str) -> Metrics:
+        """The block of group `label`, or an absent one saying the run has no such group."""
+        block = self.groups.get(label)
+        return block if block is not None else Metrics.absent(f"no {label}-object group in this run")
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": self.schema_version,
+            "run": self.run.to_json(),
+            "overall": self.overall.to_json(),
+            "groups": {label: block.to_json() for label, block in self.groups.items()},
+            "settings": self.settings,
+            "provenance": self.provenance,
+            "errors": [e.to_json() for e in self.errors],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path | str) -> Results:
+        """Results of a parsed results.json at `path`; a malformed one is a one-line ResultsError."""
+        try:
+            data = _mapping(data, "the file")
+            run = _mapping(data.get("run") or {}, "run")
+            steps, seed = run.get("steps"), run.get("seed")
+            return cls(
+                schema_version=int(data.get("schema_version", 1)),
+                run=RunInfo(name=run.get("name"), generator=run.get("generator"), condition=run.get("condition"),
+                            steps=None if steps is None else int(steps), seed=None if seed is None else int(seed)),
+                overall=Metrics.from_json(data.get("overall"), "overall"),
+                groups={str(g): Metrics.from_json(block, f"groups.{g}")
+                        for g, block in _mapping(data.get("groups") or {}, "groups").items()},
+                settings=_mapping(data.get("settings") or {}, "settings"),
+                provenance=_mapping(data.get("provenance") or {}, "provenance"),
+                errors=[SampleError(str(e["id"]), str(e["stage"]), str(e["error"])) for e in data.get("errors") or []],
+            )
+        except (ResultsError, KeyError, TypeError, ValueError) as e:
+            raise ResultsError(f"{path} is not a FlashBench results file ({e}); re-run `flashbench evaluate`") from None
