@@ -16,7 +16,7 @@ import numpy as np
 from flashbench.metrics.frechet import fid_from_features
 from flashbench.metrics.frechet_interval import frechet_interval
 from flashbench.report.stats import bootstrap_ci
-from flashbench.results import METRIC_KEYS, Metrics
+from flashbench.results import CI_KEYS, FRECHET_KEYS, METRIC_KEYS, Metrics
 
 MIN_VIDEOS = 2  # per set (generated and real) for a Fréchet distance
 # Fréchet intervals need enough generated videos that the half-samples are many and not degenerate
@@ -79,7 +79,7 @@ def metrics_block(
     ids = [s["id"] for s in samples]
     mask = [s["mask_iou"] for s in samples if s["mask_iou"] is not None]  # None: box-only ground truth
     box = [s["box_iou"] for s in samples]
-    ci: dict[str, list[float] | None] = {"fid": None, "fvd": None, "mask_iou": None, "box_iou": None}
+    ci: dict[str, list[float] | None] = dict.fromkeys(CI_KEYS)
     if len(mask) < len(samples):
         notes.append(f"mask IoU over {len(mask)} of {len(samples)} samples (the others have box-only ground truth)")
     single = [key for key, values in (("mask", mask), ("box", box)) if len(values) == 1]
@@ -92,7 +92,7 @@ def metrics_block(
     values: dict[str, float | None] = {}
     scored = set(ids)
     unpaired = [i for i in real_features if i not in scored]
-    for kind in ("fid", "fvd"):
+    for kind in FRECHET_KEYS:
         values[kind], ci[kind] = _frechet(
             kind, [gen_features[i][kind] for i in ids], [real_features[i][kind] for i in ids],
             [real_features[i][kind] for i in unpaired], n_boot, seed, notes, reasons, rank_deficient,

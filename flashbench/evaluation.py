@@ -258,7 +258,7 @@ def evaluate(
                for s in samples if s.id in records and records[s.id]["status"] != "ok"]
     results = Results(
         schema_version=SCHEMA_VERSION,
-        run=RunInfo(**{k: info.get(k) for k in ("name", "generator", "condition", "steps", "seed")}),
+        run=RunInfo.from_record(info),
         overall=overall,
         groups=groups,
         settings={

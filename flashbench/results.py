@@ -17,7 +17,7 @@ is parsed).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,8 @@ class Metrics:
         if reasons is not None:
             reasons = {str(k): str(v) for k, v in _mapping(reasons, f"{where}.reasons").items()}
         if "rank_deficient" in data:
-            rank = {str(k): [int(x) for x in v] for k, v in _mapping(data["rank_deficient"], where).items()}
+            rank = {str(k): [int(x) for x in v]
+                    for k, v in _mapping(data["rank_deficient"], f"{where}.rank_deficient").items()}
         else:
             rank = {m[1].lower(): [int(m[2]), int(m[3])] for m in map(_LEGACY_RANK_NOTE.match, notes) if m}
         values = {key: _number(data.get(key), f"{where}.{key}") for key in METRIC_KEYS}
@@ -126,9 +127,16 @@ class RunInfo:
     steps: int | None = None
     seed: int | None = None
 
+    @classmethod
+    def from_record(cls, record: dict) -> RunInfo:
+        """The fields of a run.json (or results.json `run`) record; a missing one is None."""
+        values = {f.name: record.get(f.name) for f in fields(cls)}
+        for key in ("steps", "seed"):
+            values[key] = None if values[key] is None else int(values[key])
+        return cls(**values)
+
     def to_json(self) -> dict:
-        return {"name": self.name, "generator": self.generator, "condition": self.condition, "steps": self.steps,
-                "seed": self.seed}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,7 @@ class SampleError:
     error: str
 
     def to_json(self) -> dict:
-        return {"id": self.id, "stage": self.stage, "error": self.error}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -177,12 +185,10 @@ class Results:
         """Results of a parsed results.json at `path`; a malformed one is a one-line ResultsError."""
         try:
             data = _mapping(data, "the file")
-            run = _mapping(data.get("run") or {}, "run")
-            steps, seed = run.get("steps"), run.get("seed")
+            run = RunInfo.from_record(_mapping(data.get("run") or {}, "run"))
             return cls(
                 schema_version=int(data.get("schema_version", 1)),
-                run=RunInfo(name=run.get("name"), generator=run.get("generator"), condition=run.get("condition"),
-                            steps=None if steps is None else int(steps), seed=None if seed is None else int(seed)),
+                run=run,
                 overall=Metrics.from_json(data.get("overall"), "overall"),
                 groups={str(g): Metrics.from_json(block, f"groups.{g}")
                         for g, block in _mapping(data.get("groups") or {}, "groups").items()},
