@@ -4,6 +4,7 @@ Rows (each through flashbench's resumable generate + evaluate, same seeds, folde
   random-init-50   "wan-adapter" with no checkpoint (seeded random tiny backbone + zero adapter), 50-step CFG
   static           flashbench's `static` reference (the first frame repeated)
   vae-recon        the real video through the stage-0 VAE (the ceiling of every latent row below)
+  static-vae       `static` through the stage-0 VAE: static at the VAE's sharpness, the bar for modelling motion
   teacher-50       stage0_dit export, 50-step CFG (its adapter is zero-initialised: no trajectory control)
   slow-adapter-50  stage1_adapter export, 50-step CFG
   fast+slow-4      ablation_slow_adapter export (FastGenerator + SlowAdapter), 4 steps
@@ -39,6 +40,8 @@ def rows(pipeline: Path, preset: str, device: str) -> dict[str, tuple[str, Path 
         "random-init-50": (f"{teacher} {common}", None),
         "static": ("static", None),
         "vae-recon": (f"vae-reconstruction checkpoint={export('stage0_vae')} preset={preset} device={device}", export("stage0_vae")),
+        "static-vae": (f"vae-reconstruction checkpoint={export('stage0_vae')} source=first-frame preset={preset} "
+                       f"device={device}", export("stage0_vae")),
         "teacher-50": (f"{teacher} checkpoint={export('stage0_dit')} {common}", export("stage0_dit")),
         "slow-adapter-50": (f"{teacher} checkpoint={export('stage1_adapter')} {common}", export("stage1_adapter")),
         "fast+slow-4": (f"flashmotion checkpoint={export('ablation_slow_adapter')} {common}", export("ablation_slow_adapter")),

@@ -201,20 +201,28 @@ class WanAdapter(_TrajectoryGenerator):
     defaults = {"sampler": "multistep", "steps": 50, "guidance": 5.0}
 
 
+RECONSTRUCTION_SOURCES = ("video", "first-frame")
+
+
 class VAEReconstruction:
     """The benchmark's real video through the backbone's VAE (encode, then decode; no network, nfe 0): the ceiling
     a latent generator on this VAE can reach, and what separates a VAE problem from a DiT problem on the leaderboard.
-    Args: preset, checkpoint (its saved VAE), model_path, device."""
+    With source=first-frame it reconstructs the `static` reference instead (the first frame repeated): static at
+    the VAE's sharpness, the row a latent generator must beat to show it models motion.
+    Args: preset, checkpoint (its saved VAE), model_path, source (video | first-frame), device."""
 
     name = "vae-reconstruction"
     steps = None
 
     def __init__(self, preset: str = "tiny", checkpoint: str | None = None, model_path: str | None = None,
-                 device: str = "cpu") -> None:
+                 source: str = "video", device: str = "cpu") -> None:
         from flashmotion.models.build import build_encoders
 
         if checkpoint is None and model_path is None:
             raise ModelConfigError("vae-reconstruction needs checkpoint=DIR (a FlashMotion checkpoint with its VAE) or model_path=DIR")
+        if source not in RECONSTRUCTION_SOURCES:
+            raise ModelConfigError(f"vae-reconstruction source={source!r}: choose one of {', '.join(RECONSTRUCTION_SOURCES)}")
+        self.source = source
         self.device = torch.device(device)
         self.encoders = build_encoders(preset=preset, model_path=model_path, checkpoint=checkpoint, device=device)
         self._bench = None
@@ -228,6 +236,8 @@ class VAEReconstruction:
         if self._bench is None:
             raise GenerationError("vae-reconstruction needs the benchmark: call bind_benchmark(generator, bench) first")
         frames = self._bench.read_video(self._bench.get(request.sample_id))
+        if self.source == "first-frame":
+            frames = np.repeat(frames[:1], len(frames), axis=0)
         temporal, _ = self.encoders.vae_stride
         padded = _round_up(len(frames), temporal, offset=1)
         frames = np.concatenate([frames, np.repeat(frames[-1:], padded - len(frames), axis=0)])

@@ -32,6 +32,28 @@ def test_reconstruction_is_decode_of_encode_of_the_real_video_cut_to_length(tmp_
     assert not np.array_equal(video.frames, real)  # a random-init VAE does not reproduce the video
 
 
+def test_first_frame_source_reconstructs_the_static_reference(tmp_path):
+    checkpoints = tiny_checkpoints(tmp_path / "ck")
+    bench = build_synthetic(tmp_path / "bench", videos_per_group=1, frames=8, size=(32, 32), groups="1")
+    generator = load_generator(f"vae-reconstruction checkpoint={checkpoints['stage1']} source=first-frame")
+    bind_benchmark(generator, bench)
+    sample = bench.samples[0]
+    video = generator.generate(build_request(bench, sample, "box", 0))
+    real = bench.read_video(sample)
+    assert not np.array_equal(real[0], real[-1])  # the scene moves, so a static input differs from the video
+    static = np.repeat(real[:1], 9, axis=0)  # 8 frames -> 9 = 4k + 1
+    with torch.inference_mode():
+        enc = generator.encoders
+        expected = tensor_to_frames(enc.decode_latents(enc.encode_video(frames_to_tensor(static))))[:8]
+    np.testing.assert_array_equal(video.frames, expected)
+
+
+def test_reconstruction_source_is_checked(tmp_path):
+    checkpoints = tiny_checkpoints(tmp_path / "ck")
+    with pytest.raises(ModelConfigError, match="source='last'.*video, first-frame"):
+        load_generator(f"vae-reconstruction checkpoint={checkpoints['stage1']} source=last")
+
+
 def test_reconstruction_needs_a_vae_source():
     with pytest.raises(ModelConfigError, match="needs checkpoint=DIR"):
         load_generator("vae-reconstruction")
