@@ -1,6 +1,12 @@
-"""Training logs: a CSV of every logged value per step (rewritten atomically, so an interrupted run leaves a
-valid file, and a resumed run drops the rows after its checkpoint), TensorBoard scalars when tensorboard is
-installed, and a PNG plot of the losses at the end.
+"""Training logs: a CSV of every logged value per step, TensorBoard scalars when tensorboard is installed, and a
+PNG plot of the losses at the end.
+
+Invariant: the CSV on disk is a header and whole rows. A row is appended with one write and flushed at once, so a
+killed run leaves every row it logged, whole (the kernel finishes a write even when the process is killed). The
+file is rewritten atomically only when the columns change (a key logged for the first time) and when a resumed
+run starts, which drops the rows after its checkpoint and any damaged tail (rows are read while their steps
+increase and their fields parse). Appending keeps a step's logging cost constant; rewriting the whole file on
+every step had made a 14000-step run twice as slow at its end as at its start.
 
 CSV columns: `step` (1-based count of finished optimizer steps), then the logged keys in sorted order (losses,
 `lr/<opt>`, `grad_norm/<opt>`, counters); values are written with repr() so a resumed run can be compared to an
@@ -22,10 +28,11 @@ class TrainLog:
         self.path = Path(path)
         self.rows: list[dict[str, float]] = []
         if self.path.is_file() and start_step > 0:
-            with self.path.open(newline="") as f:
-                for row in csv.DictReader(f):
-                    if int(row["step"]) <= start_step:
-                        self.rows.append({k: float(v) for k, v in row.items() if v != ""})
+            self.rows = _whole_rows(self.path, start_step)
+        self.keys: list[str] = []
+        self._file = None
+        if self.rows:
+            self._rewrite()
         self.writer = None
         if tensorboard and importlib.util.find_spec("tensorboard") is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -33,20 +40,32 @@ class TrainLog:
             self.writer = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=start_step + 1)
 
     def log(self, step: int, values: dict[str, float]) -> None:
-        self.rows.append({"step": float(step), **{k: float(v) for k, v in values.items()}})
+        row = {"step": float(step), **{k: float(v) for k, v in values.items()}}
+        self.rows.append(row)
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
-        self.flush()
+        if self._file is None or not set(values) <= set(self.keys):
+            self._rewrite()
+        else:
+            self._file.write(self._line(row))
+            self._file.flush()
 
-    def flush(self) -> None:
-        keys = sorted({k for row in self.rows for k in row} - {"step"})
+    def _line(self, row: dict[str, float]) -> str:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["step", *keys])
-        for row in self.rows:
-            writer.writerow([int(row["step"]), *(repr(row[k]) if k in row else "" for k in keys)])
-        atomic.write_text(self.path, buffer.getvalue())
+        csv.writer(buffer, lineterminator="\n").writerow(
+            [int(row["step"]), *(repr(row[k]) if k in row else "" for k in self.keys)])
+        return buffer.getvalue()
+
+    def _rewrite(self) -> None:
+        """The whole file, atomically, with the columns of every row so far; later rows are appended to it."""
+        if self._file is not None:
+            self._file.close()
+        self.keys = sorted({k for row in self.rows for k in row} - {"step"})
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\n").writerow(["step", *self.keys])
+        atomic.write_text(self.path, header.getvalue() + "".join(self._line(row) for row in self.rows))
+        self._file = self.path.open("a", newline="")
 
     def plot(self, path: Path) -> Path | None:
         """Loss curves (keys containing 'loss') against step, one panel per key; None when there is nothing."""
@@ -72,5 +91,29 @@ class TrainLog:
         return Path(path)
 
     def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         if self.writer is not None:
             self.writer.close()
+
+
+def _whole_rows(path: Path, last_step: int) -> list[dict[str, float]]:
+    """The rows of `path` up to step `last_step`, stopping at the first that is cut short (no line end, fewer
+    fields), does not parse or does not follow its predecessor's step."""
+    rows: list[dict[str, float]] = []
+    whole = [line for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+    reader = csv.reader(whole)
+    header = next(reader, None)
+    for fields in reader:
+        if header is None or len(fields) != len(header):
+            break
+        try:
+            row = {k: float(v) for k, v in zip(header, fields, strict=True) if v != ""}
+        except ValueError:
+            break
+        step = row.get("step")
+        if step is None or step > last_step or (rows and step <= rows[-1]["step"]):
+            break
+        rows.append(row)
+    return rows
