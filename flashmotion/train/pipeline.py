@@ -60,8 +60,10 @@ def run_pipeline(
     configs: Path | None = None,
     model_path: str | None = None,
     until: str | None = None,
+    val_bench: Path | None = None,
 ) -> list[Path]:
-    """Run the pipeline (up to `until`); returns the finished stage folders."""
+    """Run the pipeline (up to `until`); returns the finished stage folders. `val_bench`: the held-out benchmark
+    of the runs whose config validates (`validate_every`); such a run without one is a one-line error."""
     configs = Path(configs) if configs is not None else Path("configs") / preset
     out = Path(out)
     runs = plan(preset, configs, until)
@@ -75,6 +77,8 @@ def run_pipeline(
         overrides = [f"out={stage_out}", f"data.bench={bench}", f"preset={preset}"]
         if model_path is not None:
             overrides.append(f"model_path={model_path}")
+        if val_bench is not None:
+            overrides.append(f"data.val_bench={val_bench}")
         inputs = _inputs(init, data.get("init") or {}, out, name)
         overrides += [f"init.{key}={value}" for key, value in inputs.items()]
         if (data.get("data") or {}).get("cache") is not None:
