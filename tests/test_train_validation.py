@@ -84,3 +84,19 @@ def test_native_crop_takes_a_window_at_the_benchmarks_own_scale(bench):
     assert clip.video.shape == (9, 16, 16, 3)
     windows = {(y, x) for y in range(17) for x in range(17) if np.array_equal(full[:, y : y + 16, x : x + 16], clip.video)}
     assert windows  # a window of the frames themselves, not a resized copy
+
+
+def test_pipeline_passes_its_validation_benchmark(bench, tmp_path):
+    from flashmotion.train.pipeline import run_pipeline
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "stage0_vae.yaml").write_text(
+        "stage: stage0_vae\npreset: toy\nsteps: 1\nbatch_size: 1\nvalidate_every: 1\nvalidate_clips: 1\n"
+        "data: {frames: 9, size: [16, 16], random_crop: true, native_crop: true}\n"
+    )
+    with pytest.raises(ModelConfigError, match="val_bench"):
+        run_pipeline("toy", bench, tmp_path / "none", configs, until="stage0_vae")
+    run_pipeline("toy", bench, tmp_path / "runs", configs, until="stage0_vae", val_bench=bench)
+    rows = _rows(tmp_path / "runs" / "stage0_vae")
+    assert float(rows[-1]["val/psnr"]) > 0
