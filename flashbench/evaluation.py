@@ -2,10 +2,12 @@
 
 Per sample: the segmenter tracks the generated video, prompted with each object's ground-truth mask at its
 first visible frame; mask and box IoU against the target masks follow the convention of
-flashbench.metrics.iou (RUN/tracks/<id>.json keeps the prediction, RUN/samples.jsonl the scores). Per video:
-FID/FVD features (flashbench.eval_features caches them). Then FID/FVD per group and overall (the real set is
-the benchmark's real videos of that group / all of them), IoU means, bootstrap CIs (flashbench.aggregate), and
-results.json with provenance.
+flashbench.metrics.iou, ObjMC that of flashbench.metrics.objmc (RUN/tracks/<id>.json keeps the prediction,
+RUN/samples.jsonl the scores). Per video: FID/FVD features (flashbench.eval_features caches them). The tracker
+ceiling: the same scores of the real videos of the run's samples, tracked by the same segmenter (tracks cached
+beside the real-video features, so once per benchmark video and segmenter setting). Then FID/FVD per group and
+overall (the real set is the benchmark's real videos of that group / all of them), IoU and ObjMC means,
+bootstrap CIs (flashbench.aggregate), and results.json with provenance and the ceiling.
 
 Resumable: samples already in samples.jsonl and features already cached are reused when they were computed
 from the same video file (sha256) with the same segmenter/feature settings; anything else is recomputed. Samples are always aggregated in benchmark order, so a resumed evaluation writes the same
