@@ -148,7 +148,7 @@ def check_video_store(run: Path, info: dict) -> None:
 
 
 def _remove_stale_temps(videos: Path, sample_id: str) -> None:
-    """Delete temp files a killed writer left for this id (write_video names them .<id>.<pid>.tmp.mp4)."""
+    """Delete temp files a killed writer left for this id (the atomic writer names them .<id>.<pid>.tmp.mp4)."""
     pattern = re.compile(rf"^\.{re.escape(sample_id)}\.\d+\.tmp\.mp4$")
     for p in videos.glob(".*.tmp.mp4"):
         if pattern.match(p.name):
