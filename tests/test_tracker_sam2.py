@@ -14,6 +14,8 @@ docs/ARCHITECTURE.md), so its test runs where its GitHub package `efficient_trac
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,7 @@ from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from flashbench.errors import WeightsError
-from flashbench.metrics.segment.base import load_segmenter
+from flashbench.metrics.segment.base import SEGMENTERS, load_segmenter
 
 SIZE = 64  # the model's input size (official: 1024); the video is 64x64 too
 
@@ -75,28 +77,25 @@ def _check_segmenter(seg) -> None:
     assert seg.describe()["config_overrides"] == [f"++model.image_size={SIZE}"]
 
 
-def test_sam2_real_package_tracks_objects_prompted_on_different_frames(tmp_path):
-    from sam2.build_sam import build_sam2
-
-    checkpoint = tmp_path / "sam2.1_hiera_tiny.pt"
-    _random_checkpoint("sam2", build_sam2, "configs/sam2.1/sam2.1_hiera_t.yaml", checkpoint)
-    from flashbench.metrics.segment.sam2 import load_sam2
-
-    seg = load_sam2("cpu", checkpoint, progress=False, image_size=SIZE)
-    assert seg.config == "configs/sam2.1/sam2.1_hiera_t.yaml"
-    _check_segmenter(seg)
-
-
-def test_efficienttam_real_package_tracks_objects_prompted_on_different_frames(tmp_path):
-    pytest.importorskip("efficient_track_anything", reason="EfficientTAM is installed from its GitHub repository")
-    from efficient_track_anything.build_efficienttam import build_efficienttam
-
-    checkpoint = tmp_path / "efficienttam_ti.pt"
-    _random_checkpoint("efficient_track_anything", build_efficienttam, "configs/efficienttam/efficienttam_ti.yaml", checkpoint)
-    from flashbench.metrics.segment.sam2 import load_efficienttam
-
-    seg = load_efficienttam("cpu", checkpoint, progress=False, image_size=SIZE)
-    assert seg.config == "configs/efficienttam/efficienttam_ti.yaml"
+@pytest.mark.parametrize(
+    "package, builder, config, checkpoint_name, segmenter",
+    [
+        ("sam2", "sam2.build_sam:build_sam2", "configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_tiny.pt", "sam2"),
+        ("efficient_track_anything", "efficient_track_anything.build_efficienttam:build_efficienttam",
+         "configs/efficienttam/efficienttam_ti.yaml", "efficienttam_ti.pt", "efficienttam"),
+    ],
+)
+def test_real_package_tracks_objects_prompted_on_different_frames(tmp_path, package, builder, config, checkpoint_name,
+                                                                  segmenter):
+    if package != "sam2":  # sam2 is in the dev extras: a missing install fails
+        pytest.importorskip(package, reason="EfficientTAM is installed from its GitHub repository")
+    module, name = builder.split(":")
+    build = getattr(importlib.import_module(module), name)
+    checkpoint = tmp_path / checkpoint_name
+    _random_checkpoint(package, build, config, checkpoint)
+    module, factory = SEGMENTERS[segmenter].split(":")  # the registered factory, with a small input size
+    seg = getattr(importlib.import_module(module), factory)("cpu", checkpoint, progress=False, image_size=SIZE)
+    assert seg.config == config
     _check_segmenter(seg)
 
 
