@@ -12,11 +12,13 @@ Algorithm (the same for MobileSAM and SAM vit_b/l/h; every rule is deterministic
    when all 8 are empty, e.g. an object too small for the encoder). No loss rule applies on the prompt
    frame, so a prompted object always has a mask there. Its appearance
    prototype (appearance.py: the mean unit embedding vector under M) is stored.
-3. Tracked frame: the object's previous mask P is moved to this frame (``flow``, default: carried along
-   the dense optical flow from this frame back to the previous one, OpenCV DIS computed with the longest
-   side at ``flow_side``, flow.py; else, or when the carried mask is empty, shifted by its last
-   displacement). The prompt comes from the moved mask P' (with ``flow`` off: from P, the box united with
-   its constant-velocity extrapolation and the points shifted by the last displacement): its box widened by
+3. Tracked frame: the object's previous mask P is moved to this frame (P'): shifted by its last
+   displacement (default), or with ``flow`` (off by default: it scored lower on the synthetic scenes of
+   tests/test_segment.py, whose flat-coloured objects give the flow little to match) carried along the dense
+   optical flow from this frame back to the previous one (OpenCV DIS computed with the longest side at
+   ``flow_side``, flow.py; shifted when the carried mask is empty). The prompt comes from P (its box united
+   with its constant-velocity extrapolation, points shifted by the last displacement) or with ``flow`` from
+   the carried mask P': the box widened by
    ``box_margin``, positive points at its most interior pixels, negative points on the other objects'
    moved masks inside the box. ``dense_prompt`` chooses the hypotheses: "none" (default: box + points, 4),
    "mask" (P' as dense prompt, or P's low-res logits with ``flow`` off; 4) or "both" (8). A dense prompt
@@ -88,7 +90,7 @@ class TrackerSettings:
     redetect_similarity: float = 0.6
     min_score: float = 0.5
     exclusive: bool = True
-    flow: bool = True  # tracked frames: previous masks carried along optical flow (False: constant velocity)
+    flow: bool = False  # tracked frames: previous masks carried along optical flow (default: constant velocity)
     flow_side: int = 320  # longest side of the frames the flow is computed on
 
 
@@ -203,11 +205,12 @@ class SamTracker:
             step.set_embedding(embedding)
             back = None if flow is None else flow.next(frames[t])
             new = np.flatnonzero(prompt_frames == t)
-            # masks before this frame's update, carried to this frame along the flow when there is one
-            shown = {j: tr.mask if back is None else warp(tr.mask, back) for j, tr in tracks.items() if not tr.lost}
             for k in new:
                 others = [prompt_masks[j] for j in new if j != k]
                 tracks[int(k)] = step.start(prompt_masks[k], others)
+            # masks before this frame's update (the tracked ones carried to this frame when there is a flow)
+            shown = {j: tr.mask if back is None or j in new else warp(tr.mask, back)
+                     for j, tr in tracks.items() if not tr.lost}
             step.t = t
             for k in sorted(set(tracks) - set(new.tolist())):
                 step.k = k
