@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--bench", type=Path, required=True, help="benchmark folder the run was generated on")
     ev.add_argument("--run", type=Path, required=True, help="run folder written by `flashbench generate`")
     ev.add_argument("--segmenter", default="mobilesam", choices=tuple(SEGMENTERS))
-    ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam/sam2 need one)")
+    ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam, sam2 and efficienttam need one)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--fid-stride", type=positive_int, default=1, help="use every K-th frame for FID")
     ev.add_argument("--fvd-protocol", default="clips", choices=FVD_PROTOCOLS,
