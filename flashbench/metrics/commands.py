@@ -87,7 +87,7 @@ def _weights_list(args: argparse.Namespace) -> int:
                 *wf.urls,
                 *([f"pip {wf.package.requirement} ({wf.package.kind})"] if wf.package else []),
             ]
-            sha = f"sha256 {wf.sha256}" if wf.pinned else f"sha256 not pinned (format check: {wf.check})"
+            sha = f"sha256 {wf.sha256}" if wf.pinned else f"sha256 not pinned (used only when listed in $FLASHBENCH_TRUSTED_SHA256; format check: {wf.check})"
             print(f"  {wf.filename}  {sha}  {size}  sources: {', '.join(sources) or '--from only'}")
     return 0
 
