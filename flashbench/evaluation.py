@@ -61,6 +61,7 @@ from flashbench.run_files import (
     merge_logs,
     merged_records,
     read_json,
+    scored_inputs,
     shard_log_name,
     write_json,
 )
@@ -277,6 +278,7 @@ def evaluate(
             bench_root=str(bench.root.resolve()),
             eval_settings=asdict(settings),
             timings=timings,
+            scored_inputs=scored_inputs(run),
         ),
         errors=errors,
     )
