@@ -29,6 +29,7 @@ RESULTS = "results.json"
 VIDEOS = "videos"
 TRACKS = "tracks"
 FEATURES = "features"
+STATUSES = ("ok", "error")  # of every generation and samples record
 
 
 class RunError(FlashBenchError):
@@ -110,9 +111,22 @@ def latest_by_id(records: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
+def checked_records(path: Path) -> list[dict]:
+    """read_jsonl of a generation or samples log whose every record has a sample id and a known status; else a
+    RunError naming the file and the record."""
+    records = read_jsonl(path)
+    for i, r in enumerate(records, 1):
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not r["id"]:
+            raise RunError(f"{path}: record {i} has no sample id; fix or delete that line and rerun")
+        if r.get("status") not in STATUSES:
+            raise RunError(f"{path}: record {i} ({r['id']}) has status {r.get('status')!r}, not one of "
+                           f"{', '.join(STATUSES)}; fix or delete that line and rerun")
+    return records
+
+
 def merged_records(run: Path, log: str = GENERATION) -> dict[str, dict]:
-    """Merged view of a log and its shard logs: the latest record per sample id."""
-    return latest_by_id(r for path in log_files(run, log) for r in read_jsonl(path))
+    """Merged view of a log and its shard logs: the latest record per sample id (every record checked)."""
+    return latest_by_id(r for path in log_files(run, log) for r in checked_records(path))
 
 
 def merge_logs(run: Path, log: str = GENERATION, order: list[str] | None = None) -> Path:

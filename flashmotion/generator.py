@@ -64,10 +64,14 @@ class GeneratorSettings:
         if unknown:
             raise ModelConfigError(f"unknown generator arguments {unknown}; known: {sorted(known)}")
         values = {**defaults, **from_file, **args}
-        for key in ("steps", "seed"):
-            values[key] = int(values.get(key, getattr(cls, key)))
-        for key in ("shift", "guidance"):
-            values[key] = float(values.get(key, getattr(cls, key)))
+        for key, kind in (("steps", int), ("seed", int), ("shift", float), ("guidance", float)):
+            value = values.get(key, getattr(cls, key))
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ModelConfigError(f"generator argument {key}={value!r} is not a number")
+            try:
+                values[key] = kind(value)
+            except ValueError:
+                raise ModelConfigError(f"generator argument {key}={value!r} is not {'a whole number' if kind is int else 'a number'}") from None
         settings = cls(**values)
         if not isinstance(settings.trust_uncarded, bool):
             raise ModelConfigError(f"trust_uncarded must be true or false, got {settings.trust_uncarded!r}")
@@ -77,12 +81,17 @@ class GeneratorSettings:
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
     from flashbench.yaml_values import load_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ModelConfigError(f"generator config {path} does not exist; see configs/<preset>/*.yaml")
-    data = load_yaml(path.read_text()) or {}
+    try:
+        data = load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as e:  # e.g. a !!python tag, which the safe loader refuses to construct
+        raise ModelConfigError(f"{path} is not plain YAML ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path} must be a YAML mapping of generator arguments")
     return data

@@ -100,6 +100,8 @@ def _magicdata(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from flashbench.data.validate import validate_benchmark
 
+    if not args.dir.is_dir():
+        raise BenchmarkError(f"{args.dir} is not a folder; give a benchmark folder (made by `flashbench build`)")
     report = validate_benchmark(args.dir)
     print(report.format())
     return 0 if report.ok else 1
