@@ -156,3 +156,28 @@ def test_fid_and_fvd_refuse_a_bad_device(tmp_path, capsys):
     folder = Path(tmp_path)
     for metric in ("fid", "fvd"):
         _one_line(capsys, main([metric, str(folder), str(folder), "--device", "nonsense"]), "is not a device")
+
+
+def test_short_videos_warn_at_build_and_fail_evaluate_before_tracking(tmp_path, capsys):
+    from flashbench.errors import VideoError
+    from flashbench.evaluation import EvalSettings, evaluate
+    from flashbench.runner import generate
+
+    out = tmp_path / "b9"
+    assert main(["build", "synthetic", "--out", str(out), "--videos-per-group", "1", "--frames", "9",
+                 "--size", "32x32", "--groups", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the shortest video has 9 frames, fewer than evaluate's default 16-frame FVD clips" in err
+    assert "--clip-len 9" in err
+    from flashbench.data.benchmark import Benchmark
+
+    bench = Benchmark.load(out)
+    generate(bench, tmp_path / "run", "static", progress=False)
+
+    class NoTracking:
+        def describe(self):
+            raise AssertionError("tracking started before the clip-length check")
+
+    with pytest.raises(VideoError, match=r"has 9 frames, fewer than the 16 of one FVD clip \(clips\); pass --clip-len 9"):
+        evaluate(bench, tmp_path / "run", EvalSettings(), segmenter=NoTracking(), progress=False)
+    assert not (tmp_path / "run" / "samples.jsonl").exists()
