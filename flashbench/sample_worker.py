@@ -18,6 +18,7 @@ as an error instead of killing every rerun.
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,19 @@ class Worker:
                                        daemon=True)
         self.process.start()
         child.close()
-        try:
-            kind, value = self.conn.recv()
-        except (EOFError, ConnectionError):
-            code = self._stop()
-            raise GeneratorSpecError(f"generator {self.spec[0]!r} ended its process (exit code {code}) while it "
-                                     "was being built") from None
+        kind, value = self._receive(lambda code: GeneratorSpecError(
+            f"generator {self.spec[0]!r} ended its process (exit code {code}) while it was being built"))
         if kind != "ready":
             self._stop()
             raise GeneratorSpecError(value)
         return value
+
+    def _receive(self, died: Callable[[int | None], Exception]) -> tuple[str, Any]:
+        """The worker's next message; when the worker died instead, `died(exit code)` is raised."""
+        try:
+            return self.conn.recv()
+        except (EOFError, ConnectionError):
+            raise died(self._stop()) from None
 
     def _stop(self) -> int | None:
         """Kill the worker (if alive) and return its exit code."""
@@ -122,12 +126,9 @@ class Worker:
             self._stop()
             raise SampleTimeout(f"timed out after {self.timeout:g} s (--timeout); its worker process was killed "
                                 "and a fresh one started")
-        try:
-            kind, value = self.conn.recv()
-        except (EOFError, ConnectionError):
-            code = self._stop()
-            raise SampleFailed(f"the generator's process died (exit code {code}) while generating this sample "
-                               "(os._exit, a crash or the OOM killer); fix it and rerun with --retry-errors") from None
+        kind, value = self._receive(lambda code: SampleFailed(
+            f"the generator's process died (exit code {code}) while generating this sample (os._exit, a crash or "
+            "the OOM killer); fix it and rerun with --retry-errors"))
         if kind == "error":
             raise SampleFailed(value)
         return value
