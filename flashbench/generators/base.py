@@ -7,6 +7,7 @@ A generator turns a `GenerationRequest` (first frame, prompt, target trajectorie
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -72,8 +73,8 @@ MAX_DENOISE_SECONDS = 1e6  # 11.6 days for one video
 def check_timing(nfe: object, seconds: object, where: str) -> tuple[int, float]:
     """(nfe, denoise_seconds) as (int, float) when nfe is a whole number in [0, MAX_NFE] and seconds a finite
     number in [0, MAX_DENOISE_SECONDS]; else a one-line GenerationError starting with `where`."""
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (nfe, seconds))
-    if not numbers or not all(math.isfinite(v) for v in (nfe, seconds)):
+    real = all(isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_) for v in (nfe, seconds))
+    if not real or not all(math.isfinite(v) for v in (nfe, seconds)):
         raise GenerationError(f"{where}: nfe {nfe!r} / denoise_seconds {seconds!r} must be finite numbers")
     if nfe != int(nfe) or not 0 <= nfe <= MAX_NFE:
         raise GenerationError(f"{where}: nfe {nfe!r} is not a whole number in [0, {MAX_NFE}]")
