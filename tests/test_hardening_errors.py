@@ -145,7 +145,7 @@ def test_a_video_that_cannot_be_written_is_recorded_with_its_path(bench, tmp_pat
     def denied(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")  # as some writers raise it: no file name
 
-    monkeypatch.setattr("flashbench.runner.write_video", denied)
+    monkeypatch.setattr("flashbench.runner.write_rgb_lossless", denied)
     generate(bench, tmp_path / "run", "static", progress=False)
     (record,) = read_jsonl(tmp_path / "run" / GENERATION)
     assert record["status"] == "error" and str(tmp_path / "run/videos/sq-0.mp4") in record["error"]
