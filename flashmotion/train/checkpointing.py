@@ -2,9 +2,10 @@
 
 Layout of `<out>/checkpoints/step-<NNNNNNNN>/`:
     modules/<name>.safetensors   one process: each checkpointed module's state dict (safetensors)
-    dcp/                         under torchrun: torch.distributed.checkpoint of {modules, optimizers} (sharded
-                                 with FSDP2; get_state_dict / set_state_dict handle both layouts)
-    state.pt                     optimizers + schedulers + EMA shadows (one process) and the step
+    dcp/                         in a process group (torchrun): torch.distributed.checkpoint of {modules,
+                                 optimizers} (sharded with FSDP2; get_state_dict / set_state_dict handle both
+                                 layouts)
+    state.pt                     optimizers (without a process group) + schedulers + EMA shadows and the step
     rng-rank<r>.pt               per rank: torch, CUDA, numpy and python RNG states
     meta.json                    {"step", "world_size", "method_state", "data_order"}; written last (atomically),
                                  so a folder without it is incomplete and ignored by `latest_checkpoint`
@@ -88,7 +89,7 @@ def save(
         if directory.exists():
             shutil.rmtree(directory)
         (directory / "modules").mkdir(parents=True)
-    if world_size > 1:
+    if dist.is_initialized():
         dist.barrier()
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -109,13 +110,13 @@ def save(
         torch.save(
             {
                 "step": step,
-                "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()} if world_size == 1 else {},
+                "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()} if not dist.is_initialized() else {},
                 "schedulers": {k: s.state_dict() for k, s in state.schedulers.items()},
                 "ema": state.ema,
             },
             directory / "state.pt",
         )
-    if world_size > 1:
+    if dist.is_initialized():
         dist.barrier()
     if rank == 0:
         meta = {"step": step, "world_size": world_size, "method_state": method_state, "data_order": data_order}
@@ -139,6 +140,8 @@ def load(
     world_size: int,
 ) -> dict:
     """Restore checkpoint `directory` in place; returns its meta (step, method_state, data_order)."""
+    import torch.distributed as dist
+
     directory = Path(directory)
     meta = json.loads((directory / META).read_text())
     if meta["world_size"] != world_size:
@@ -147,7 +150,7 @@ def load(
             f"torchrun --nproc_per_node {meta['world_size']}"
         )
     saved = torch.load(directory / "state.pt", map_location="cpu", weights_only=False)
-    if world_size > 1:
+    if dist.is_initialized():
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 

@@ -56,8 +56,9 @@ from flashmotion.train.losses import (
     gan_generator_loss,
 )
 from flashmotion.train.method import StepContext, TrainBatch
+from flashmotion.train.precision import frozen_dtype
 from flashmotion.train.registry import Stage, register, role_kwargs
-from flashmotion.train.stage2_dmd import export_components, frozen_dtype, sample_score_sigmas, sampler_sigmas
+from flashmotion.train.stage2_dmd import export_components, sample_score_sigmas, sampler_sigmas
 
 DISCRIMINATOR_BACKBONES = ("teacher", "generator")
 
@@ -145,6 +146,12 @@ class HybridMethod(UpdateCounts):
         if self.discriminator is not None:
             modules["discriminator"] = self.discriminator
         return modules
+
+    def roles(self) -> dict[str, nn.Module]:
+        roles: dict[str, nn.Module] = {"generator": self.generator}
+        if self.discriminator is not None:  # its backbone is not a submodule (see flashmotion.models.discriminator)
+            roles.update({"discriminator": self.discriminator, "discriminator_backbone": self.discriminator.backbone})
+        return roles
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {name: [p for p in module.parameters() if p.requires_grad] for name, module in self.modules().items()}
@@ -249,17 +256,16 @@ def build(train, config: HybridConfig, encoders: Encoders, device: torch.device)
         if key not in train.init:
             raise ModelConfigError(f"stage3_hybrid needs init.{key}: the stage-{2 if key == 'generator' else 1} export folder")
     kwargs = role_kwargs(train, device)
-    generator = build_role(
+    generator = build_role(  # the frozen FastGenerator in frozen_dtype (bf16 under bf16 autocast), the adapter float32
         checkpoint=train.init["generator"], adapter_checkpoint=train.init["adapter"], trainable=("adapter",),
-        dtype=frozen_dtype(device), **kwargs,
+        dtype=frozen_dtype(train, device), **kwargs,
     )
-    generator.adapter.float()  # the frozen transformer may be bf16 (CUDA); the trained adapter keeps float32 weights
     discriminator = None
     if config.gan_loss:
         if config.discriminator_backbone == "generator":
             backbone = generator.transformer
         else:
-            backbone = build_role(checkpoint=train.init.get("teacher"), trainable=(), dtype=frozen_dtype(device), **kwargs).transformer
+            backbone = build_role(checkpoint=train.init.get("teacher"), trainable=(), dtype=frozen_dtype(train, device), **kwargs).transformer
         discriminator = TrajectoryDiscriminator(backbone, feature_blocks=config.feature_blocks)
         discriminator.classifier.float()  # the trained head keeps float32 master weights (bf16 autocast on CUDA)
     return HybridMethod(config, encoders, generator, discriminator, export_components(train))
