@@ -26,8 +26,13 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
 
 
 def autocast_context(config: TrainConfig, device: torch.device):
+    """The autocast region of a train step. Its weight cache is off: the cache would keep a bf16 copy of every
+    trainable weight until the step ends (under FSDP2 of the gathered, unsharded ones: 2 B per parameter of a 5B
+    role on every GPU); without it a copy lives as long as the graph needs it (one block under checkpointing)."""
     dtype = autocast_dtype(config, device)
-    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype, cache_enabled=False)
 
 
 def frozen_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:

@@ -1,7 +1,7 @@
 """Stage 3: the FastAdapter, the stage-1 adapter fine-tuned on the frozen FastGenerator with a hybrid objective.
 
-Roles: `generator` (the stage-2 FastGenerator's transformer, frozen, bf16 on CUDA, plus the stage-1 adapter,
-trainable, float32) and `discriminator` (flashmotion.models.discriminator.TrajectoryDiscriminator: a frozen
+Roles: `generator` (the stage-2 FastGenerator's transformer, frozen, bf16 under bf16 autocast, plus the stage-1
+adapter, trainable, float32) and `discriminator` (flashmotion.models.discriminator.TrajectoryDiscriminator: a frozen
 backbone transformer taken by reference, the slow teacher's by default, and the trainable query-token head).
 
 One train step (global step s), over latent frames 1.. (frame 0 is the clean image condition):
@@ -67,7 +67,8 @@ DISCRIMINATOR_BACKBONES = ("teacher", "generator")
 class HybridConfig:
     """timesteps / shift: the few-step sampler's schedule (the diffusion term's sigmas); diffusion_loss /
     gan_loss: the two terms (ablations); lambda_schedule: weight of the diffusion term; discriminator_updates :
-    adapter_updates: the update ratio; disc_sigma_range: clamp of the discriminator's noise sigmas; r1_weight /
+    adapter_updates: the update ratio, any positive pair (1 : 5, the default, is one discriminator update per five
+    adapter updates; 5 : 1 is the critic-heavy reading of DMD2 / APT; docs/TRAINING.md); disc_sigma_range: clamp of the discriminator's noise sigmas; r1_weight /
     r1_sigma: approximate R1; feature_blocks: discriminator feature blocks (null: thirds + last);
     discriminator_backbone: 'teacher' (the slow generator) or 'generator' (the frozen FastGenerator: one 5B
     transformer fewer in memory); discriminator_lr: the head's learning rate (null: the config's `lr`)."""
@@ -267,7 +268,7 @@ def build(train, config: HybridConfig, encoders: Encoders, device: torch.device)
         else:
             backbone = build_role(checkpoint=train.init.get("teacher"), trainable=(), dtype=frozen_dtype(train, device), **kwargs).transformer
         discriminator = TrajectoryDiscriminator(backbone, feature_blocks=config.feature_blocks)
-        discriminator.classifier.float()  # the trained head keeps float32 master weights (bf16 autocast on CUDA)
+        discriminator.classifier.float()  # the trained head keeps float32 master weights (under bf16 autocast)
     return HybridMethod(config, encoders, generator, discriminator, export_components(train))
 
 
