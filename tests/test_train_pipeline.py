@@ -8,7 +8,7 @@ import pytest
 
 from flashmotion.errors import ModelConfigError
 from flashmotion.train.config import load_config
-from flashmotion.train.pipeline import resolve_inputs, plan
+from flashmotion.train.pipeline import plan, resolve_inputs
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny"
 
