@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev,decord]'
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q -e '.[dev,decord]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -28,9 +28,9 @@ from tqdm import tqdm
 from flashbench import provenance
 from flashmotion.models.backbone import frames_to_tensor
 from flashmotion.models.build import build_encoders, build_role
-from flashmotion.sampling import NUM_TRAIN_TIMESTEPS, add_noise
 from flashmotion.train.config import DataConfig
 from flashmotion.train.data import BatchEncoder, ClipDataset
+from flashmotion.train.validation import x0_error
 
 
 def x0_errors(checkpoint: str, bench: Path, sigmas: list[float], limit: int, frames: int, size: list[int],
@@ -53,10 +53,7 @@ def x0_errors(checkpoint: str, bench: Path, sigmas: list[float], limit: int, fra
             still = encoders.encode_video(frames_to_tensor(np.repeat(clip.video[:1], len(clip.video), axis=0)))
             static.append((still - x0)[:, :, 1:].pow(2).mean(dim=(0, 1, 3, 4)))
             for sigma in sigmas:
-                noise = torch.randn(x0.shape, generator=generator)
-                s = torch.tensor([sigma])
-                x0_hat = role.predict_x0(add_noise(x0, noise, s), s * NUM_TRAIN_TIMESTEPS, batch.cond)
-                model[sigma].append((x0_hat - x0)[:, :, 1:].pow(2).mean(dim=(0, 1, 3, 4)))
+                model[sigma].append(x0_error(role, x0, batch.cond, sigma, torch.randn(x0.shape, generator=generator)))
     mean = lambda rows: [round(float(v), 4) for v in torch.stack(rows).mean(0)]  # noqa: E731
     return {"clips": n, "model": {str(s): mean(rows) for s, rows in model.items()}, "static": mean(static)}
 

@@ -1,6 +1,7 @@
 """The tracker's own accuracy on real video: the `ground-truth` generator's mask/box IoU on DAVIS sequences.
 
-Imports a DAVIS folder (`flashbench build davis`, H.264 round trip included) into a temporary benchmark, then
+Imports a DAVIS folder (`flashbench build davis`, H.264 round trip included) into a temporary benchmark (or takes a
+FlashBench benchmark as it is, `--bench`, e.g. a synthetic one), then
 scores each sample's real video exactly as `flashbench evaluate` scores a `ground-truth` run
 (evaluation.score_sample: prompted with each object's ground-truth mask at its first visible frame), without
 the FID/FVD part. Prints M-IoU / B-IoU per sequence and per object, frames, and seconds per frame (encoder and
@@ -13,8 +14,9 @@ with this segmenter at this input size (expensive: one more decoder pass per fra
 Data: the DAVIS development sequences in ../shared/data/davis-dev (DAVIS, CC BY-NC 4.0, Perazzi et al. 2016,
 Pont-Tuset et al. 2017): for tests and development only. Not a test.
 
-    python benchmarks/tracker_accuracy.py --root ../shared/data/davis-dev/single [--root .../multi]
+    python benchmarks/tracker_accuracy.py --root ../shared/data/davis-dev/single [--root .../multi] [--bench B]
         [--image-size 1024] [--sequences soapbox,kite-surf] [--ceiling] [--set exclusive=false ...]
+        [--embeddings-cache DIR]
 
 `--set NAME=VALUE` changes one TrackerSettings rule (YAML-typed value), e.g. to measure a rule switched off.
 """
@@ -57,17 +59,26 @@ def ceiling(tracker: SamTracker, frames: np.ndarray, masks: np.ndarray) -> np.nd
     return np.array([np.mean(b) if b else np.nan for b in best])
 
 
-def share_embeddings(tracker: SamTracker) -> None:
+def share_embeddings(tracker: SamTracker, cache: Path | None = None) -> None:
     """Encode each distinct video once in this process (the single- and multi-object imports of a sequence are
     the same video): wraps `tracker.encode` with a memo keyed by the frames' bytes; the encoder time is counted
-    once."""
+    once. With `cache`, embeddings are also kept there across runs (keyed by checkpoint, input size and frames;
+    a cached video's encoder time reads as ~0: measure costs without it)."""
     memo: dict[tuple[int, bytes], list[torch.Tensor]] = {}
     encode = tracker.encode
 
     def shared(model, frames):  # a generator: the encoding happens on the first next(), inside the timed loop
-        key = (model.image_encoder.img_size, hashlib.sha256(frames.tobytes()).digest())
+        size = model.image_encoder.img_size
+        key = (size, hashlib.sha256(frames.tobytes()).digest())
         if key not in memo:
-            memo[key] = list(encode(model, frames))
+            path = None if cache is None else cache / f"{tracker.checkpoint_sha256}-{size}-{key[1].hex()[:32]}.pt"
+            if path is not None and path.is_file():
+                memo[key] = torch.load(path, weights_only=True)
+            else:
+                memo[key] = list(encode(model, frames))
+                if path is not None:
+                    cache.mkdir(parents=True, exist_ok=True)
+                    torch.save(memo[key], path)
         yield from memo[key]
 
     tracker.encode = shared
@@ -75,13 +86,18 @@ def share_embeddings(tracker: SamTracker) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, action="append", required=True, help="DAVIS folder (repeatable)")
+    ap.add_argument("--root", type=Path, action="append", default=[], help="DAVIS folder (repeatable)")
+    ap.add_argument("--bench", type=Path, action="append", default=[],
+                    help="a FlashBench benchmark folder, e.g. `flashbench build synthetic` (repeatable)")
     ap.add_argument("--sequences", help="comma-separated sequence names (default: all)")
     ap.add_argument("--image-size", type=int, help="encoder input side (default: chosen from the video size)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--ceiling", action="store_true", help="also print the per-frame hypothesis ceiling")
+    ap.add_argument("--embeddings-cache", type=Path, help="keep frame embeddings here across runs (development)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a TrackerSettings rule")
     args = ap.parse_args()
+    if not args.root and not args.bench:
+        ap.error("give at least one --root DAVIS folder or --bench benchmark folder")
     tracker = load_mobilesam(device=args.device, image_size=args.image_size, progress=True)
     fields = {f.name for f in dataclasses.fields(TrackerSettings)}
     changes = {}
@@ -91,15 +107,18 @@ def main() -> None:
             ap.error(f"--set {item}: unknown rule {name!r}; choose one of {sorted(fields)}")
         changes[name] = load_yaml(value)
     tracker.settings = dataclasses.replace(tracker.settings, **changes)
-    share_embeddings(tracker)
+    share_embeddings(tracker, args.embeddings_cache)
     print(f"segmenter: {tracker.describe()}")
     print("DAVIS data: CC BY-NC 4.0 (Perazzi et al. 2016; Pont-Tuset et al. 2017), development use only")
     header = f"{'set':<28} {'sequence':<12} {'object':>6} {'frames':>6} {'M-IoU':>6} {'B-IoU':>6} {'ceiling':>7} {'enc s/f':>7} {'dec s/f':>7}"
     rows, means = [], {}
-    for root in args.root:
+    for root in [*args.root, *args.bench]:
         with tempfile.TemporaryDirectory(prefix="flashbench-davis-") as tmp:
-            bench, _ = build_davis(root, Path(tmp) / "bench", sequences=args.sequences.split(",") if args.sequences else None)
-            bench = Benchmark.load(bench.root)
+            if root in args.bench:
+                bench = Benchmark.load(root)
+            else:
+                bench, _ = build_davis(root, Path(tmp) / "bench", sequences=args.sequences.split(",") if args.sequences else None)
+                bench = Benchmark.load(bench.root)
             for sample in bench.samples:
                 frames = bench.read_video(sample)
                 before = dict(tracker.timings)

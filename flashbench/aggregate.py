@@ -1,10 +1,11 @@
 """Group and overall metrics of an evaluated run (the METRICS block of results.json) with 95% intervals.
 
-IoU intervals: percentile bootstrap over samples (flashbench.report.stats.bootstrap_ci); the IoU is a mean over
-samples, for which resampling with replacement is right. FID/FVD intervals: paired half-sampling of benchmark
+IoU and ObjMC intervals: percentile bootstrap over samples (flashbench.report.stats.bootstrap_ci); they are
+means over samples, for which resampling with replacement is right. FID/FVD intervals: paired half-sampling of benchmark
 samples without replacement (flashbench.metrics.frechet_interval, where the maths is): the bootstrap's duplicate
 videos inflate a Fréchet distance, so its intervals missed their own estimate. Seeded: reruns give identical
-numbers. The block is a flashbench.results.Metrics (its invariants are stated there).
+numbers. The block is a flashbench.results.Metrics (its invariants are stated there); `tracking_block` makes the
+tracker ceiling's blocks (IoU and ObjMC only).
 """
 
 from __future__ import annotations
@@ -57,6 +58,50 @@ def _frechet(
     return value, ci
 
 
+# per-sample score (a samples.jsonl field and METRICS key) -> its scale in METRICS: IoUs and the normalised
+# ObjMC in percent, ObjMC in pixels
+PER_SAMPLE = {"mask_iou": 100.0, "box_iou": 100.0, "objmc": 1.0, "objmc_norm": 100.0}
+
+
+def _per_sample_means(
+    samples: list[dict], n_boot: int, seed: int, notes: list[str], reasons: dict[str, str],
+    ci: dict[str, list[float] | None],
+) -> dict[str, float | None]:
+    """Means over samples of the per-sample scores (PER_SAMPLE), their percentile-bootstrap intervals into `ci`;
+    a sample's None (box-only ground truth has no mask IoU) is left out of that mean."""
+    values: dict[str, float | None] = {}
+    columns = {key: [s[key] for s in samples if s.get(key) is not None] for key in PER_SAMPLE}
+    if len(columns["mask_iou"]) < len(samples):
+        notes.append(f"mask IoU over {len(columns['mask_iou'])} of {len(samples)} samples (the others have "
+                     "box-only ground truth)")
+    single = [key for key, v in (("mask", columns["mask_iou"]), ("box", columns["box_iou"])) if len(v) == 1]
+    if n_boot and single:
+        notes.append(f"{'IoU CIs' if len(single) == 2 else single[0] + ' IoU CI'} not computed: a single sample")
+    for key, scale in PER_SAMPLE.items():
+        column = columns[key]
+        values[key] = scale * float(np.mean(column)) if column else None
+        if n_boot and len(column) >= 2:
+            lo, hi = bootstrap_ci(column, n=n_boot, seed=seed)
+            ci[key] = [scale * lo, scale * hi]
+        if samples and not column:
+            reasons[key] = ("no mask IoU: every sample has box-only ground truth" if key == "mask_iou"
+                            else f"no {key} in the samples' records")
+    return values
+
+
+def tracking_block(samples: list[dict], n_boot: int, seed: int) -> Metrics:
+    """A METRICS block of tracking scores only (IoU, ObjMC), e.g. the tracker ceiling's: FID/FVD and the
+    generation cost are None, with that reason."""
+    notes: list[str] = []
+    reasons = dict.fromkeys(("fid", "fvd", "denoise_seconds", "nfe"), "tracking scores only (tracker ceiling)")
+    ci: dict[str, list[float] | None] = dict.fromkeys(CI_KEYS)
+    values = _per_sample_means(samples, n_boot, seed, notes, reasons, ci)
+    if not samples:
+        notes.append("no scored samples in this group")
+        reasons.update(dict.fromkeys(METRIC_KEYS, notes[-1]))
+    return Metrics(n=len(samples), **values, ci95=ci, notes=notes, reasons=reasons)
+
+
 def metrics_block(
     samples: list[dict],
     generation: dict[str, dict],
@@ -71,25 +116,15 @@ def metrics_block(
     samples: scored samples.jsonl records (status ok), in benchmark order; generation: generation records by id;
     gen_features: {"fid", "fvd"} arrays per sample id; real_features: the real set's per-video arrays by sample
     id, in benchmark order (every scored sample's id among them: its real video pairs with its generated one).
-    n_boot = 0 skips the intervals; otherwise it is the number of resamples (IoU) and of half-samples (FID/FVD).
+    n_boot = 0 skips the intervals; otherwise it is the number of resamples (IoU, ObjMC) and of half-samples
+    (FID/FVD).
     """
     notes: list[str] = []
     reasons: dict[str, str] = {}
     rank_deficient: dict[str, list[int]] = {}
     ids = [s["id"] for s in samples]
-    mask = [s["mask_iou"] for s in samples if s["mask_iou"] is not None]  # None: box-only ground truth
-    box = [s["box_iou"] for s in samples]
     ci: dict[str, list[float] | None] = dict.fromkeys(CI_KEYS)
-    if len(mask) < len(samples):
-        notes.append(f"mask IoU over {len(mask)} of {len(samples)} samples (the others have box-only ground truth)")
-    single = [key for key, values in (("mask", mask), ("box", box)) if len(values) == 1]
-    for key, values in (("mask_iou", mask), ("box_iou", box)):
-        if n_boot and len(values) >= 2:
-            lo, hi = bootstrap_ci(values, n=n_boot, seed=seed)
-            ci[key] = [100 * lo, 100 * hi]
-    if n_boot and single:
-        notes.append(f"{'IoU CIs' if len(single) == 2 else single[0] + ' IoU CI'} not computed: a single sample")
-    values: dict[str, float | None] = {}
+    values = _per_sample_means(samples, n_boot, seed, notes, reasons, ci)
     scored = set(ids)
     unpaired = [i for i in real_features if i not in scored]
     for kind in FRECHET_KEYS:
@@ -97,14 +132,9 @@ def metrics_block(
             kind, [gen_features[i][kind] for i in ids], [real_features[i][kind] for i in ids],
             [real_features[i][kind] for i in unpaired], n_boot, seed, notes, reasons, rank_deficient,
         )
-    mean_mask, mean_box = _mean(mask), _mean(box)
-    values["mask_iou"] = None if mean_mask is None else 100 * mean_mask
-    values["box_iou"] = None if mean_box is None else 100 * mean_box
     values["denoise_seconds"] = _mean([generation[i]["denoise_seconds"] for i in ids])
     values["nfe"] = _mean([generation[i]["nfe"] for i in ids])
     if not samples:
         notes.append("no scored samples in this group")
         reasons.update(dict.fromkeys(METRIC_KEYS, notes[-1]))
-    elif mean_mask is None:
-        reasons["mask_iou"] = "no mask IoU: every sample has box-only ground truth"
     return Metrics(n=len(samples), **values, ci95=ci, notes=notes, reasons=reasons, rank_deficient=rank_deficient)

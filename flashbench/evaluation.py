@@ -2,10 +2,12 @@
 
 Per sample: the segmenter tracks the generated video, prompted with each object's ground-truth mask at its
 first visible frame; mask and box IoU against the target masks follow the convention of
-flashbench.metrics.iou (RUN/tracks/<id>.json keeps the prediction, RUN/samples.jsonl the scores). Per video:
-FID/FVD features (flashbench.eval_features caches them). Then FID/FVD per group and overall (the real set is
-the benchmark's real videos of that group / all of them), IoU means, bootstrap CIs (flashbench.aggregate), and
-results.json with provenance.
+flashbench.metrics.iou, ObjMC that of flashbench.metrics.objmc (RUN/tracks/<id>.json keeps the prediction,
+RUN/samples.jsonl the scores). Per video: FID/FVD features (flashbench.eval_features caches them). The tracker
+ceiling: the same scores of the real videos of the run's samples, tracked by the same segmenter (tracks cached
+beside the real-video features, so once per benchmark video and segmenter setting). Then FID/FVD per group and
+overall (the real set is the benchmark's real videos of that group / all of them), IoU and ObjMC means,
+bootstrap CIs (flashbench.aggregate), and results.json with provenance and the ceiling.
 
 Resumable: samples already in samples.jsonl and features already cached are reused when they were computed
 from the same video file (sha256) with the same segmenter/feature settings; anything else is recomputed. Samples are always aggregated in benchmark order, so a resumed evaluation writes the same
@@ -27,6 +29,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,17 +37,18 @@ import numpy as np
 from tqdm import tqdm
 
 from flashbench import provenance
-from flashbench.aggregate import metrics_block
+from flashbench.aggregate import metrics_block, tracking_block
 from flashbench.atomic import atomic_path
 from flashbench.data.benchmark import Benchmark
-from flashbench.data.objects import boxes_from_masks, write_objects
-from flashbench.data.sample import Sample
+from flashbench.data.objects import boxes_from_masks, read_objects, write_objects
+from flashbench.data.sample import Sample, Tracks
 from flashbench.data.verify import Verify, verify_benchmark
-from flashbench.errors import VideoError
+from flashbench.errors import BenchmarkError, VideoError
 from flashbench.eval_features import FeatureExtractor, FeatureSettings, real_cache_dir
 from flashbench.metrics.frechet_interval import METHOD as FRECHET_INTERVAL_METHOD
 from flashbench.metrics.iou import box_iou, mask_iou, summarize
-from flashbench.results import Metrics, Results, RunInfo, SampleError
+from flashbench.metrics.objmc import box_centres, mask_centroids, objmc
+from flashbench.results import Ceiling, Metrics, Results, RunInfo, SampleError
 from flashbench.run_files import (
     FEATURES,
     RESULTS,
@@ -64,16 +68,27 @@ from flashbench.run_files import (
     shard_log_name,
     write_json,
 )
-from flashbench.runner import SCHEMA_VERSION, Shard, selected_samples
+from flashbench.runner import SCHEMA_VERSION, Shard, check_video_store, selected_samples
 from flashbench.video import read_video
 from flashbench.weights import sha256_file
 
 UNSHARDED = Shard()
+CEILING = "ceiling"  # sub-folder of the real-video cache holding the tracker ceiling's tracks
 IOU_CONVENTION = (
     "DAVIS J per object per frame: frames before the object's first visible (prompt) frame not scored; "
     "both empty = 1; one empty = 0; mean over scored frames, then objects, then samples; box IoU of the "
     "boxes of the same masks (xyxy, exclusive end); objects with box-only ground truth (annotation 'box') "
     "get box IoU but no mask IoU"
+)
+OBJMC_CONVENTION = (
+    "MotionCtrl's ObjMC: per object per frame, the distance between the tracked and the target mask centroid "
+    "(box-only ground truth: box centres), in pixels and over the frame diagonal; frames before the prompt frame "
+    "and frames where the target is absent not scored; target present but track empty = the diagonal (1.0); "
+    "mean over scored frames, then objects, then samples; lower is better"
+)
+CEILING_TEXT = (
+    "the benchmark's real videos (the ground truth) tracked and scored like a run, with the same segmenter and "
+    "settings: the best M-IoU / B-IoU / ObjMC a generator can get with this tracker"
 )
 
 
@@ -99,29 +114,88 @@ def _finite(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
-def score_sample(sample: Sample, bench: Benchmark, frames: np.ndarray, segmenter, tracks_path: Path) -> dict:
-    """Track the objects through `frames`, save the prediction, return the IoU part of the samples.jsonl record."""
-    gt = bench.tracks(sample)
+def track_sample(sample: Sample, gt: Tracks, frames: np.ndarray, segmenter) -> np.ndarray:
+    """(T, N, H, W) masks of the sample's objects tracked through `frames`, each prompted with its ground-truth
+    mask (in `gt`, the sample's target tracks) at its first visible frame."""
     start = gt.visible.argmax(axis=0)  # first visible frame of each object (every object is visible somewhere)
-    prompts = gt.masks[start, np.arange(gt.num_objects)]
-    pred = np.asarray(segmenter.track(frames, prompts, start))
+    pred = np.asarray(segmenter.track(frames, gt.masks[start, np.arange(gt.num_objects)], start))
     if pred.shape != gt.masks.shape:
         raise VideoError(f"{sample.id}: segmenter returned masks {pred.shape}, expected {gt.masks.shape}")
-    with atomic_path(tracks_path) as tmp:
-        write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
+    return pred
+
+
+def score_tracks(sample: Sample, gt: Tracks, pred: np.ndarray) -> dict:
+    """The IoU and ObjMC part of the samples.jsonl record of tracked masks `pred` against the target tracks `gt`
+    (flashbench.metrics.iou and .objmc conventions; ObjMC `objmc` in pixels, `objmc_norm` over the diagonal)."""
+    start = gt.visible.argmax(axis=0)
+    box_only = np.array([o.annotation == "box" for o in sample.objects])
     per_mask = mask_iou(pred, gt.masks, start)
-    per_mask[:, [o.annotation == "box" for o in sample.objects]] = np.nan  # box ground truth only: no mask IoU
-    per_box = box_iou(boxes_from_masks(pred), gt.boxes, start)
-    m, b = summarize(per_mask), summarize(per_box)
+    per_mask[:, box_only] = np.nan  # box ground truth only: no mask IoU
+    pred_boxes = boxes_from_masks(pred)
+    per_box = box_iou(pred_boxes, gt.boxes, start)
+    pred_points, target_points = mask_centroids(pred), mask_centroids(gt.masks)
+    pred_points[:, box_only] = box_centres(pred_boxes)[:, box_only]  # box ground truth: box centres
+    target_points[:, box_only] = box_centres(gt.boxes)[:, box_only]
+    size = gt.masks.shape[-2:]
+    diagonal = math.hypot(*size)
+    m, b, o = summarize(per_mask), summarize(per_box), summarize(objmc(pred_points, target_points, size, start))
     objects = [
         {"id": int(oid), "mask_iou": _finite(m.per_object[k]), "box_iou": _finite(b.per_object[k]),
+         "objmc": _finite(diagonal * o.per_object[k]), "objmc_norm": _finite(o.per_object[k]),
          "frames_scored": int(np.count_nonzero(~np.isnan(per_box[:, k])))}
         for k, oid in enumerate(gt.object_ids)
     ]
-    box_only = all(o.annotation == "box" for o in sample.objects)
-    if not b.scored or not (m.scored or box_only):
+    if not b.scored or not (m.scored or box_only.all()):
         return {"status": "error", "error": "no object could be scored", "objects": objects}
-    return {"status": "ok", "error": None, "mask_iou": _finite(m.mean), "box_iou": b.mean, "objects": objects}
+    return {"status": "ok", "error": None, "mask_iou": _finite(m.mean), "box_iou": b.mean,
+            "objmc": _finite(diagonal * o.mean), "objmc_norm": _finite(o.mean), "objects": objects}
+
+
+def score_sample(sample: Sample, bench: Benchmark, frames: np.ndarray, segmenter, tracks_path: Path) -> dict:
+    """Track the objects through `frames`, save the prediction, return the IoU / ObjMC part of the samples.jsonl
+    record."""
+    gt = bench.tracks(sample)
+    pred = track_sample(sample, gt, frames, segmenter)
+    _write_tracks(tracks_path, sample, gt, pred)
+    return score_tracks(sample, gt, pred)
+
+
+def _write_tracks(path: Path, sample: Sample, gt: Tracks, pred: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        write_objects(tmp, pred, gt.object_ids, [o.category for o in sample.objects])
+
+
+def tracker_ceiling(
+    bench: Benchmark, samples: list[Sample], segmenter, seg_key: str, cache: Path, sources: dict[str, str],
+    progress: bool = False,
+) -> dict[str, dict]:
+    """Score records (as score_tracks) of the real videos of `samples` tracked by `segmenter`: the ground truth's
+    IoU / ObjMC, the best a generator can get with this tracker. The tracks are cached as
+    `cache`/ceiling/<seg_key>/<id>.<video sha256[:16]>.json (`sources`: sample id -> sha256 of its real video),
+    so each real video is tracked once per segmenter setting, whatever run is evaluated; an unreadable entry is
+    tracked again."""
+    records = {}
+    for sample in tqdm(samples, desc="tracker ceiling", unit="video", disable=not progress):
+        path = Path(cache) / CEILING / seg_key / f"{sample.id}.{sources[sample.id][:16]}.json"
+        gt = bench.tracks(sample)
+        pred = _cached_tracks(path, gt.masks.shape)
+        if pred is None:
+            pred = track_sample(sample, gt, bench.read_video(sample), segmenter)
+            _write_tracks(path, sample, gt, pred)
+        records[sample.id] = {"id": sample.id, "group": sample.group, **score_tracks(sample, gt, pred)}
+    return records
+
+
+def _cached_tracks(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        masks = read_objects(path).masks
+    except (BenchmarkError, KeyError, TypeError, ValueError) as e:
+        warnings.warn(f"tracker ceiling cache {path} is unreadable ({type(e).__name__}: {e}); tracking again",
+                      stacklevel=3)
+        return None
+    return masks if masks.shape == shape else None
 
 
 def _read_generated(run: Path, sample: Sample) -> np.ndarray:
@@ -166,6 +240,7 @@ def _evaluate_sample(
 def check_run(bench: Benchmark, run: Path) -> tuple[dict, list[Sample], dict[str, dict]]:
     """run.json, the samples the run covers, and their generation records; RunError if incomplete/mismatched."""
     info = read_json(run / RUN_JSON, "generate into this folder with `flashbench generate` first")
+    check_video_store(run, info)
     run_hash = (info.get("bench") or {}).get("content_hash")
     if run_hash != bench.meta.content_hash:
         raise RunError(f"{run} was generated on benchmark content {str(run_hash)[:12]}, not {bench.root} "
@@ -228,12 +303,15 @@ def evaluate(
 
     t0 = time.perf_counter()
     cache = Path(real_cache) if real_cache is not None else real_cache_dir(bench.meta.content_hash)
+    sources = {s.id: sha256_file(bench.path(s, "video")) for s in shard.select(bench.samples)}
     real = {
-        s.id: features.get(cache / f"{s.id}.npz", lambda s=s: bench.path(s, "video"),
-                           source=sha256_file(bench.path(s, "video")))
+        s.id: features.get(cache / f"{s.id}.npz", lambda s=s: bench.path(s, "video"), source=sources[s.id])
         for s in tqdm(shard.select(bench.samples), desc="real features", unit="video", disable=not progress)
     }
     timings["real_features_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ceiling = tracker_ceiling(bench, shard.select(samples), segmenter, seg_key, cache, sources, progress)
+    timings["ceiling_seconds"] = time.perf_counter() - t0
     if shard.count > 1:
         if not finalize or not _all_scored(run, todo, seg_key):
             return None
@@ -250,6 +328,14 @@ def evaluate(
 
     overall = block(ok, bench.samples)
     groups = {g: block([r for r in ok if r["group"] == g], members) for g, members in bench.by_group().items()}
+    ceiling_ok = [ceiling[s.id] for s in samples if ceiling[s.id]["status"] == "ok"]
+    ceiling_block = Ceiling(
+        segmenter=str(seg_info.get("segmenter") or seg_info.get("name") or "segmenter"),
+        segmenter_key=seg_key,
+        overall=tracking_block(ceiling_ok, settings.bootstrap, settings.seed),
+        groups={g: tracking_block([r for r in ceiling_ok if r["group"] == g], settings.bootstrap, settings.seed)
+                for g in bench.by_group()},
+    )
     timings["aggregate_seconds"] = time.perf_counter() - t0
     timings["total_seconds"] = time.perf_counter() - started
     errors = [SampleError(s.id, "generate", generation[s.id]["error"])
@@ -265,6 +351,8 @@ def evaluate(
             **features.settings.describe(),
             "segmenter": seg_info,
             "iou": {"convention": IOU_CONVENTION},
+            "objmc": {"convention": OBJMC_CONVENTION},
+            "ceiling": {"what": CEILING_TEXT, "segmenter_key": seg_key},
             "bootstrap": {"n": settings.bootstrap, "seed": settings.seed, "ci": "95%",
                           "fid_fvd": FRECHET_INTERVAL_METHOD,
                           "iou": "percentile bootstrap: resample samples with replacement"},
@@ -279,6 +367,7 @@ def evaluate(
             timings=timings,
         ),
         errors=errors,
+        ceiling=ceiling_block,
     )
     write_json(run / RESULTS, results.to_json())
     return results

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--bench", type=Path, required=True, help="benchmark folder the run was generated on")
     ev.add_argument("--run", type=Path, required=True, help="run folder written by `flashbench generate`")
     ev.add_argument("--segmenter", default="mobilesam", choices=tuple(SEGMENTERS))
-    ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam/sam2 need one)")
+    ev.add_argument("--segmenter-checkpoint", default=None, help="segmenter weight file (sam, sam2 and efficienttam need one)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--fid-stride", type=positive_int, default=1, help="use every K-th frame for FID")
     ev.add_argument("--fvd-protocol", default="clips", choices=FVD_PROTOCOLS,
@@ -149,7 +149,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         return "n/a" if v is None else f"{v:.{digits}f}"
 
     print(f"{results.run.name}: n={o.n} FID={fmt(o.fid)} FVD={fmt(o.fvd)} "
-          f"mask IoU={fmt(o.mask_iou)} box IoU={fmt(o.box_iou)} errors={len(results.errors)}")
+          f"mask IoU={fmt(o.mask_iou)} box IoU={fmt(o.box_iou)} ObjMC={fmt(o.objmc)} px errors={len(results.errors)}")
+    if results.ceiling is not None:
+        c = results.ceiling.overall
+        print(f"tracker ceiling (ground truth, {results.ceiling.segmenter}): mask IoU={fmt(c.mask_iou)} "
+              f"box IoU={fmt(c.box_iou)} ObjMC={fmt(c.objmc)} px")
     print(f"results: {args.run / 'results.json'}")
     if results.errors and not args.allow_errors:
         print(f"error: {len(results.errors)} sample(s) failed and were not scored (listed under \"errors\" in "

@@ -11,7 +11,8 @@ Invariants of a Metrics block:
   rank-deficient and the distance biased upwards.
 Files from before these fields existed load too: without `reasons`, all the notes stand in for every reason;
 without `rank_deficient`, it is read from the warning frechet.py wrote into the notes (the only place a note
-is parsed).
+is parsed); without ObjMC (LATER_KEYS), its reason says the file predates it. `Results.ceiling` (the tracker
+ceiling: the ground truth tracked by the same segmenter, IoU and ObjMC only) is None in files from before it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 
 from flashbench.errors import FlashBenchError
 
-METRIC_KEYS = ("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds", "nfe")
-CI_KEYS = ("fid", "fvd", "mask_iou", "box_iou")
+METRIC_KEYS = ("fid", "fvd", "mask_iou", "box_iou", "objmc", "objmc_norm", "denoise_seconds", "nfe")
+CI_KEYS = ("fid", "fvd", "mask_iou", "box_iou", "objmc", "objmc_norm")
+# metrics added after the first results files; a file without one says so as its reason
+LATER_KEYS = {"objmc": "ObjMC", "objmc_norm": "ObjMC"}
 FRECHET_KEYS = ("fid", "fvd")
 _LEGACY_RANK_NOTE = re.compile(r"^(FID|FVD): (\d+) samples for (\d+)-d features: the covariance is rank-deficient")
 
@@ -49,13 +52,16 @@ def _mapping(value: Any, where: str) -> dict:
 
 @dataclass(frozen=True)
 class Metrics:
-    """One METRICS block: n scored samples, the metrics (IoUs in percent), their 95% intervals, notes."""
+    """One METRICS block: n scored samples, the metrics (IoUs in percent; ObjMC `objmc` in pixels, `objmc_norm`
+    in percent of the frame diagonal), their 95% intervals, notes."""
 
     n: int
     fid: float | None = None
     fvd: float | None = None
     mask_iou: float | None = None
     box_iou: float | None = None
+    objmc: float | None = None
+    objmc_norm: float | None = None
     denoise_seconds: float | None = None
     nfe: float | None = None
     ci95: dict[str, list[float] | None] = field(default_factory=lambda: dict.fromkeys(CI_KEYS))
@@ -114,6 +120,9 @@ class Metrics:
         else:
             rank = {m[1].lower(): [int(m[2]), int(m[3])] for m in map(_LEGACY_RANK_NOTE.match, notes) if m}
         values = {key: _number(data.get(key), f"{where}.{key}") for key in METRIC_KEYS}
+        if reasons is not None:
+            reasons.update({key: f"{name} is not in this results.json (evaluated before FlashBench computed it); "
+                                 "re-run `flashbench evaluate`" for key, name in LATER_KEYS.items() if key not in data})
         return cls(n=n, **values, ci95=ci95, notes=notes, reasons=reasons, rank_deficient=rank)
 
 
@@ -152,6 +161,29 @@ class SampleError:
 
 
 @dataclass(frozen=True)
+class Ceiling:
+    """The tracker ceiling of a run's benchmark samples: their real videos tracked by the segmenter the run was
+    scored with (`segmenter`, its settings hashed as `segmenter_key`), IoU and ObjMC blocks only."""
+
+    segmenter: str
+    segmenter_key: str
+    overall: Metrics
+    groups: dict[str, Metrics]
+
+    def to_json(self) -> dict:
+        return {"segmenter": self.segmenter, "segmenter_key": self.segmenter_key, "overall": self.overall.to_json(),
+                "groups": {label: block.to_json() for label, block in self.groups.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Ceiling:
+        data = _mapping(data, where)
+        groups = {str(g): Metrics.from_json(block, f"{where}.groups.{g}")
+                  for g, block in _mapping(data.get("groups") or {}, f"{where}.groups").items()}
+        overall = Metrics.from_json(data["overall"], f"{where}.overall")
+        return cls(str(data["segmenter"]), str(data["segmenter_key"]), overall, groups)
+
+
+@dataclass(frozen=True)
 class Results:
     """results.json. `settings` (everything that changes the numbers) and `provenance` are descriptive
     records, kept as written."""
@@ -163,6 +195,7 @@ class Results:
     settings: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     errors: list[SampleError] = field(default_factory=list)
+    ceiling: Ceiling | None = None
 
     def group(self, label: str) -> Metrics:
         """The block of group `label`, or an absent one saying the run has no such group."""
@@ -178,6 +211,7 @@ class Results:
             "settings": self.settings,
             "provenance": self.provenance,
             "errors": [e.to_json() for e in self.errors],
+            "ceiling": None if self.ceiling is None else self.ceiling.to_json(),
         }
 
     @classmethod
@@ -195,6 +229,7 @@ class Results:
                 settings=_mapping(data.get("settings") or {}, "settings"),
                 provenance=_mapping(data.get("provenance") or {}, "provenance"),
                 errors=[SampleError(str(e["id"]), str(e["stage"]), str(e["error"])) for e in data.get("errors") or []],
+                ceiling=None if data.get("ceiling") is None else Ceiling.from_json(data["ceiling"], "ceiling"),
             )
         except (ResultsError, KeyError, TypeError, ValueError) as e:
             raise ResultsError(f"{path} is not a FlashBench results file ({e}); re-run `flashbench evaluate`") from None

@@ -39,7 +39,7 @@ from flashbench.run_files import (
     shard_log_name,
     write_json,
 )
-from flashbench.video import video_info, write_video
+from flashbench.video import RUN_VIDEO_STORE, video_info, write_rgb_lossless
 
 SCHEMA_VERSION = 1
 
@@ -129,6 +129,7 @@ def _check_compatible(out: Path, bench: Benchmark, spec: str, condition: str, se
         if existing.get(key) != value:
             raise RunError(f"{out} was made with {label} {existing.get(key)!r}, not {value!r}; "
                            "use another --out (or delete that run) to change it")
+    check_video_store(out, existing)
     old_hash = (existing.get("bench") or {}).get("content_hash")
     if old_hash != bench.meta.content_hash:
         raise RunError(f"{out} was generated on benchmark content {str(old_hash)[:12]}, but {bench.root} is "
@@ -136,8 +137,18 @@ def _check_compatible(out: Path, bench: Benchmark, spec: str, condition: str, se
     return existing
 
 
+def check_video_store(run: Path, info: dict) -> None:
+    """RunError unless run.json `info` records the video store this version writes (RUN_VIDEO_STORE). Runs from
+    before it stored x264 yuv420p crf 12: lossy copies whose scores are not those of what the generator made."""
+    store = info.get("video_store")
+    if store != RUN_VIDEO_STORE:
+        what = "lossy x264 crf 12 (from before runs were stored losslessly)" if store is None else store
+        raise RunError(f"{run} stores its videos as {what}, not {RUN_VIDEO_STORE['codec']} lossless RGB: its scores "
+                       "would be of a copy, not of what the generator made; generate it again into a new --out")
+
+
 def _remove_stale_temps(videos: Path, sample_id: str) -> None:
-    """Delete temp files a killed writer left for this id (write_video names them .<id>.<pid>.tmp.mp4)."""
+    """Delete temp files a killed writer left for this id (the atomic writer names them .<id>.<pid>.tmp.mp4)."""
     pattern = re.compile(rf"^\.{re.escape(sample_id)}\.\d+\.tmp\.mp4$")
     for p in videos.glob(".*.tmp.mp4"):
         if pattern.match(p.name):
@@ -233,6 +244,7 @@ def generate(
             "seed": int(seed),
             "steps": getattr(generator, "steps", None),
             "limit": limit,
+            "video_store": RUN_VIDEO_STORE,
             "bench": {"root": str(bench.root.resolve()), "name": bench.meta.name,
                       "content_hash": bench.meta.content_hash, "verified": verified},
             "created": provenance.now(),
@@ -269,7 +281,7 @@ def generate(
             video = _call(generator, request, timeout)
             record["wall_seconds"] = time.perf_counter() - start
             frames = check_output(video, request)
-            write_video(out / VIDEOS / f"{sample.id}.mp4", frames, sample.fps)
+            write_rgb_lossless(out / VIDEOS / f"{sample.id}.mp4", frames, sample.fps)
             record.update(nfe=int(video.nfe), denoise_seconds=float(video.denoise_seconds))
             if video.extra.get("warnings"):  # e.g. the `videos` generator resampling a mismatched file
                 record["warnings"] = [str(w) for w in video.extra["warnings"]]

@@ -1,4 +1,5 @@
-"""Video IO: PyAV primary (decord optional for reading), H.264 mp4 writing, frame resampling and resizing.
+"""Video IO: PyAV primary (decord optional for reading), H.264 mp4 writing (benchmarks), the lossless RGB store of
+run folders (`write_rgb_lossless`), frame resampling and resizing.
 
 Frames are always uint8 arrays shaped (T, H, W, 3), RGB.
 """
@@ -27,6 +28,9 @@ from flashbench.errors import VideoError
 _X264_ASM = {
     machine: "MMX2,SSE,SSE2,SSE2Fast,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2" for machine in ("x86_64", "AMD64")
 }
+# How run folders store generated frames (recorded in run.json as `video_store`): FFV1 on bgr0, bit-exact RGB.
+# Measured against libx264rgb qp 0 and YUV stores by benchmarks/lossless_storage.py (docs/ARCHITECTURE.md).
+RUN_VIDEO_STORE = {"codec": "ffv1", "pix_fmt": "bgr0", "level": 3, "container": "mp4", "lossless": "rgb"}
 _FIX = "re-encode it (ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4) or regenerate it"
 
 
@@ -146,16 +150,10 @@ def write_video(
     Other machines (other x264 builds, other SIMD) may still differ: hash decoded frames (`decoded_digest`),
     never mp4 bytes.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise VideoError(f"write_video needs uint8 frames shaped (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    frames = _checked(path, frames, fps)
     t, h, w, _ = frames.shape
-    if t == 0:
-        raise VideoError(f"refusing to write an empty video to {path}")
     if h % 2 or w % 2:
         raise VideoError(f"H.264 yuv420p needs even sizes, got {h}x{w} for {path}; resize to even height and width")
-    if not math.isfinite(fps) or fps <= 0:
-        raise VideoError(f"fps must be a positive number, got {fps} for {path}")
     quality = {"qp": "0"} if lossless else {"crf": str(crf)}
     with atomic_path(Path(path)) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -167,6 +165,38 @@ def write_video(
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")))
         container.mux(stream.encode())
+
+
+def write_rgb_lossless(path: Path, frames: np.ndarray, fps: float) -> None:
+    """Write (T, H, W, 3) uint8 frames so that `read_video` gives them back bit for bit (RUN_VIDEO_STORE), atomically.
+
+    FFV1 codes the RGB planes losslessly (no YUV conversion, no chroma subsampling; any size, odd ones too) and
+    is deterministic: the same frames give the same bytes. The container is MP4 (FFmpeg maps FFV1 into it), so
+    run folders keep their `<id>.mp4` names; players that know only H.264 will not play these files.
+    """
+    frames = _checked(path, frames, fps)
+    with atomic_path(Path(path)) as tmp, av.open(str(tmp), mode="w", format=RUN_VIDEO_STORE["container"]) as container:
+        stream = container.add_stream(RUN_VIDEO_STORE["codec"], rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = RUN_VIDEO_STORE["pix_fmt"]
+        stream.codec_context.thread_count = 1
+        stream.options = {"level": str(RUN_VIDEO_STORE["level"])}
+        for frame in frames:  # rgb24 -> bgr0 is a byte shuffle: nothing is lost
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            container.mux(stream.encode(video_frame.reformat(format=RUN_VIDEO_STORE["pix_fmt"])))
+        container.mux(stream.encode())
+
+
+def _checked(path: Path, frames: np.ndarray, fps: float) -> np.ndarray:
+    """`frames` as an array, or a VideoError naming `path` when they or `fps` cannot be written."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise VideoError(f"writing {path} needs uint8 frames shaped (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if len(frames) == 0:
+        raise VideoError(f"refusing to write an empty video to {path}")
+    if not math.isfinite(fps) or fps <= 0:
+        raise VideoError(f"fps must be a positive number, got {fps} for {path}")
+    return frames
 
 
 def decoded_digest(path: Path) -> tuple[str, int, int, int]:

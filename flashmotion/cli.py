@@ -63,7 +63,8 @@ def _train(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace) -> int:
     from flashmotion.train.pipeline import run_pipeline
 
-    finished = run_pipeline(args.preset, Path(args.bench), Path(args.out), args.configs, args.model_path, args.until)
+    val_bench = Path(args.val_bench) if args.val_bench else None
+    finished = run_pipeline(args.preset, Path(args.bench), Path(args.out), args.configs, args.model_path, args.until, val_bench)
     print(f"pipeline {args.preset}: {len(finished)} stages finished under {args.out}")
     return 0
 
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sample", help="generate one benchmark sample to an mp4")
     p.add_argument("--config", default=None, help="YAML of generator settings, e.g. configs/tiny/flashmotion.yaml")
-    p.add_argument("--preset", default=None, help="backbone preset: tiny (default) | wan2.2-ti2v-5b")
+    p.add_argument("--preset", default=None, help="backbone preset: tiny (default) | toy | wan2.2-ti2v-5b")
     p.add_argument("--checkpoint", default=None, help="FlashMotion checkpoint folder (default: fresh adapter)")
     p.add_argument("--model-path", default=None, help="local Wan2.2-TI2V-5B-Diffusers folder (5B preset)")
     p.add_argument("--adapter", default=None, help="adapter kind when there is no checkpoint (default resnet)")
@@ -107,12 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     q = sub.add_parser("pipeline", help="every stage of a preset in order, skipping finished ones")
-    q.add_argument("--preset", default="tiny", help="tiny | wan2.2-ti2v-5b")
+    q.add_argument("--preset", default="tiny", help="tiny | toy | wan2.2-ti2v-5b")
     q.add_argument("--bench", required=True, help="training benchmark folder")
     q.add_argument("--out", required=True, help="output folder (one sub-folder per stage)")
     q.add_argument("--configs", default=None, help="folder of stage YAMLs (default configs/<preset>)")
     q.add_argument("--model-path", default=None, help="local Wan2.2-TI2V-5B-Diffusers folder (5B preset)")
     q.add_argument("--until", default=None, help="stop after this stage or ablation (default: run all)")
+    q.add_argument("--val-bench", default=None,
+                   help="held-out benchmark for the stages that validate as they train (validate_every in their config)")
     q.set_defaults(func=_pipeline)
 
     c = sub.add_parser("publish", help="copy a pipeline's run exports to a checkpoint folder, each with a sha256 card")

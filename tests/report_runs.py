@@ -40,10 +40,13 @@ def build_bench(root: Path, counts: tuple[int, ...] = (1, 2, 3, 4)) -> Benchmark
 
 
 def metrics(
-    fid=None, fvd=None, mask_iou=None, box_iou=None, seconds=None, n=4, ci=True, reasons=None
+    fid=None, fvd=None, mask_iou=None, box_iou=None, seconds=None, n=4, ci=True, reasons=None, objmc=None
 ) -> dict:
-    """A METRICS record; CIs are +-5% around each value when `ci`."""
+    """A METRICS record; CIs are +-5% around each value when `ci`. Without `objmc` it has no ObjMC keys, as the
+    files from before ObjMC."""
     values = {"fid": fid, "fvd": fvd, "mask_iou": mask_iou, "box_iou": box_iou}
+    if objmc is not None:
+        values.update(objmc=objmc, objmc_norm=objmc / 2)
     record = {
         "n": n,
         **values,
@@ -70,8 +73,10 @@ def make_run(
     bench_hash: str | None = None,
     seed: int = 0,
     settings: dict | None = None,
+    ceiling: dict | None = None,
 ) -> Path:
-    """Write run.json, results.json, samples.jsonl and (from `bench`) videos/ and tracks/ for every sample."""
+    """Write run.json, results.json (with the tracker `ceiling` record when given), samples.jsonl and (from
+    `bench`) videos/ and tracks/ for every sample."""
     folder = Path(folder)
     folder.mkdir(parents=True)
     content_hash = bench_hash or (bench.meta.content_hash if bench else "f" * 64)
@@ -131,6 +136,7 @@ def make_run(
             "created": "2025-01-02T03:04:05+00:00",
         },
         "errors": errors or [],
+        "ceiling": ceiling,
     }
     (folder / "results.json").write_text(json.dumps(results))
     if bench is not None:
@@ -151,3 +157,10 @@ def make_run(
                     [None] * target.num_objects,
                 )
     return folder
+
+
+def ceiling(mask_iou: float, box_iou: float, objmc: float, groups: tuple[str, ...] = (), key: str = "c" * 16) -> dict:
+    """A results.json `ceiling` record (IoU and ObjMC only), the same values in every group."""
+    block = metrics(None, None, mask_iou, box_iou, None, objmc=objmc,
+                    reasons=dict.fromkeys(("fid", "fvd", "denoise_seconds"), "tracking scores only"))
+    return {"segmenter": "mobilesam", "segmenter_key": key, "overall": block, "groups": dict.fromkeys(groups, block)}

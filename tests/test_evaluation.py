@@ -30,7 +30,7 @@ from flashbench.video import write_video
 
 SIZE, FRAMES, BOOT = (128, 128), 10, 200
 SETTINGS = EvalSettings(clip_len=FRAMES, bootstrap=BOOT)
-METRIC_SECTIONS = ("run", "overall", "groups", "settings", "errors")
+METRIC_SECTIONS = ("run", "overall", "groups", "settings", "errors", "ceiling")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +69,46 @@ def test_reference_generators_are_ordered(evaluated):
     _, _, results, _ = evaluated
     gt, static, cp = (results[n].overall for n in ("ground-truth", "static", "copy-paste"))
     assert gt.n == static.n == cp.n == 2
+    # runs store frames losslessly: the ground-truth run is the benchmark's real videos, bit for bit
+    assert gt.fid == pytest.approx(0, abs=1e-6) and gt.fvd == pytest.approx(0, abs=1e-6)
     assert gt.fid < static.fid and gt.fid < cp.fid
     assert gt.fvd < cp.fvd and 2 * gt.fvd < static.fvd
     assert gt.mask_iou >= 85 and gt.box_iou >= 85
     assert static.mask_iou < gt.mask_iou - 20 and static.box_iou < gt.box_iou - 20
     assert cp.mask_iou > static.mask_iou + 10 and cp.box_iou > static.box_iou + 10
+    assert gt.objmc < cp.objmc < static.objmc and gt.objmc_norm < static.objmc_norm
+
+
+class Refuses:
+    """A segmenter with MobileSAM's settings that must not be called: every track has to come from a cache."""
+
+    def __init__(self, segmenter):
+        self.settings = segmenter.describe()
+
+    def describe(self) -> dict:
+        return self.settings
+
+    def track(self, frames, prompts, start):
+        raise AssertionError("tracked again instead of reusing the cache")
+
+
+def test_tracker_ceiling_is_the_ground_truth_tracked_once(evaluated, components, tmp_path):
+    bench, runs, results, root = evaluated
+    ceiling = results["ground-truth"].ceiling
+    assert ceiling.segmenter == "mobilesam" and ceiling.overall.n == 2 and ceiling.overall.fid is None
+    assert results["static"].ceiling == results["copy-paste"].ceiling == ceiling  # one per benchmark + segmenter
+    # the ground-truth run decodes to the real videos bit for bit, so it tracks exactly as the ceiling does
+    gt = results["ground-truth"]
+    for key in ("mask_iou", "box_iou", "objmc", "objmc_norm"):
+        assert ceiling.overall.value(key) == gt.overall.value(key) is not None
+        assert all(ceiling.groups[g].value(key) == gt.groups[g].value(key) for g in gt.groups)
+    assert len(list((root / "real" / "ceiling" / ceiling.segmenter_key).glob("*.json"))) == 2
+    run = shutil.copytree(runs["static"], tmp_path / "static")
+    again = evaluate(bench, run, SETTINGS, segmenter=Refuses(components[0]), features=components[1],
+                     real_cache=root / "real", progress=False)
+    assert again.ceiling == ceiling
+    saved = json.loads((run / "results.json").read_text())["ceiling"]
+    assert saved["overall"]["mask_iou"] == ceiling.overall.mask_iou and set(saved["groups"]) == {"1", "2"}
 
 
 def test_results_follow_the_schema_and_match_independent_references(evaluated):

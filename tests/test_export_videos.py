@@ -1,8 +1,9 @@
 """`flashbench export` (folder format) and the `videos` generator: scoring videos made elsewhere.
 
 The round trip on ground-truth videos must reproduce the `ground-truth` generator exactly: the same decoded
-frames, hence byte-identical run videos, hence identical metrics (checked once with the real evaluate on a
-tiny synthetic benchmark; needs the cached metric weights, skipped with the hint otherwise).
+frames, hence byte-identical run videos, hence identical metrics; and a lossy user file is scored as it decodes,
+never as a re-encoded copy (checked once with the real evaluate on a tiny synthetic benchmark; needs the cached
+metric weights, skipped with the hint otherwise).
 """
 
 from __future__ import annotations
@@ -161,10 +162,12 @@ def _without_timing(block):
 
 
 def test_export_then_videos_reproduces_ground_truth_metrics(tmp_path):
-    """evaluate (real FID Inception and I3D features) on both runs gives identical metric sections."""
+    """evaluate (real FID Inception and I3D features) on both runs gives identical metric sections; a crf-28 user
+    mp4 scores what PyAV decodes from it, through the same feature path."""
     from flashbench.data.synthetic import build_synthetic
     from flashbench.eval_features import FeatureExtractor, FeatureSettings
-    from flashbench.evaluation import EvalSettings, evaluate
+    from flashbench.evaluation import EvalSettings, evaluate, score_sample
+    from flashbench.metrics.frechet import fid_from_features
 
     frames = 10  # I3D needs >= 9 frames; one clip per video
     try:
@@ -174,9 +177,13 @@ def test_export_then_videos_reproduces_ground_truth_metrics(tmp_path):
     bench = build_synthetic(tmp_path / "bench", videos_per_group=1, frames=frames, size=(64, 64), groups="1,2")
     out = tmp_path / "export"
     _fill_with_ground_truth(bench, export(bench, out, "folder", progress=False), out)
+    lossy = tmp_path / "lossy"  # what a user's model may write: a lossy H.264 file
+    for sample in bench.samples:
+        write_video(lossy / f"{sample.id}.mp4", bench.read_video(sample), sample.fps, crf=28)
     settings = EvalSettings(clip_len=frames, bootstrap=50)
     results = {}
-    for name, spec in (("gt", "ground-truth"), ("videos", f"{VIDEOS} dir={out / 'videos'}")):
+    for name, spec in (("gt", "ground-truth"), ("videos", f"{VIDEOS} dir={out / 'videos'}"),
+                       ("lossy", f"{VIDEOS} dir={lossy}")):
         generate(bench, tmp_path / name, spec, progress=False)
         results[name] = evaluate(bench, tmp_path / name, settings, segmenter=ColourSegmenter(), features=features,
                                  real_cache=tmp_path / "real", progress=False)
@@ -185,5 +192,25 @@ def test_export_then_videos_reproduces_ground_truth_metrics(tmp_path):
                 == (tmp_path / "videos" / "videos" / f"{sample.id}.mp4").read_bytes())
     gt, ours = results["gt"].to_json(), results["videos"].to_json()
     assert gt["overall"]["n"] == 2 and gt["overall"]["fvd"] is not None and gt["overall"]["mask_iou"] > 50
-    for key in ("overall", "groups", "settings", "errors"):  # all but the time each generator took
+    for key in ("overall", "groups", "settings", "errors", "ceiling"):  # all but the time each generator took
         assert _without_timing(ours[key]) == _without_timing(gt[key]), key
+    assert gt["overall"]["fid"] == pytest.approx(0, abs=1e-6) and gt["overall"]["fvd"] == pytest.approx(0, abs=1e-6)
+
+    # the lossy files: the run holds their decoded frames bit for bit, and the scores are those frames' scores
+    decoded = {s.id: read_video(lossy / f"{s.id}.mp4") for s in bench.samples}
+    gen, real, iou = {"fid": [], "fvd": []}, {"fid": [], "fvd": []}, []
+    for sample in bench.samples:
+        assert np.array_equal(read_video(tmp_path / "lossy" / "videos" / f"{sample.id}.mp4"), decoded[sample.id])
+        mine = features.get(tmp_path / "check" / f"{sample.id}.npz", lambda s=sample: decoded[s.id])
+        theirs = np.load(tmp_path / "real" / f"{sample.id}.npz")  # the real videos' features evaluate cached
+        for kind in gen:
+            gen[kind].append(mine[kind])
+            real[kind].append(theirs[kind])
+        iou.append(score_sample(sample, bench, decoded[sample.id], ColourSegmenter(), tmp_path / "t.json")["mask_iou"])
+    overall = results["lossy"].overall
+    for kind in gen:
+        assert overall.value(kind) == pytest.approx(fid_from_features(np.concatenate(gen[kind]),
+                                                                      np.concatenate(real[kind])), rel=1e-6)
+    assert overall.fid > 0.1 and overall.fvd > 0.1  # crf 28 loses detail; the score shows it
+    assert overall.mask_iou == pytest.approx(100 * np.mean(iou))
+    assert all("warnings" not in r for r in read_jsonl(tmp_path / "lossy" / "generation.jsonl"))  # no resampling

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 from PIL import Image
-from report_runs import build_bench, make_run, metrics
+from report_runs import build_bench, ceiling, make_run, metrics
 
 from flashbench.report import write_report
 
@@ -54,7 +54,8 @@ def page(tmp_path_factory):
     bench = build_bench(root / "bench", counts=(1, 2))
     paths = [
         make_run(
-            root / "a", "FlashMotion", bench, metrics(15.81, 120.3, 71.2, 74.9, 0.42), _groups(1.0), steps=4
+            root / "a", "FlashMotion", bench, metrics(15.81, 120.3, 71.2, 74.9, 0.42, objmc=3.1), _groups(1.0),
+            steps=4, ceiling=ceiling(88.0, 90.0, 1.5, groups=GROUPS),
         ),
         make_run(
             root / "b",
@@ -77,8 +78,10 @@ def test_rendered_dom_has_leaderboard_rows_and_escaped_strings(page):
     assert table, "leaderboard table missing from the rendered DOM"
     body = re.search(r"<tbody>(.*?)</tbody>", table.group(1), re.S).group(1)
     rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
-    assert len(rows) == 2
+    assert len(rows) == 3  # the two runs, then the tracker ceiling
     assert ">FlashMotion<" in rows[0] and "<strong>15.81</strong>" in rows[0]
+    assert ">Tracker ceiling (ground truth, mobilesam)<" in rows[2] and ">88.00<" in rows[2] and "strong" not in rows[2]
+    assert ">ObjMC " in table.group(1)
     assert 'Evil &lt;b&gt;bold&lt;/b&gt; &amp; "quoted"' in rows[1]
     assert "<b>" not in dom  # the run name stayed text, it did not become markup
     assert "no I3D &lt;weights&gt;" in dom  # missing-metric reason, escaped

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_runs import build_bench, make_run, metrics
+from report_runs import build_bench, ceiling, make_run, metrics
 
 from flashbench.cli import main
 from flashbench.report import write_report
@@ -18,6 +18,8 @@ from flashbench.report.runs import ReportError, load_runs
 from flashbench.report.tables import to_markdown
 
 FVD_REASON = "I3D weights missing; run `flashbench weights fetch i3d-kinetics400`"
+CEILING = ceiling(88.0, 90.0, 1.5, groups=("1", "2", "3+"))
+CEILING_ROW = "Tracker ceiling (ground truth, mobilesam)"
 
 
 def _groups(scale: float) -> dict:
@@ -36,13 +38,15 @@ def runs(tmp_path_factory):
             root / "beta",
             "Beta",
             bench,
-            {**metrics(20.1, None, 65.0, 76.3, 35.2, reasons={"fvd": FVD_REASON}), "nfe": 100.0},  # 50 steps with CFG
+            {**metrics(20.1, None, 65.0, 76.3, 35.2, reasons={"fvd": FVD_REASON}, objmc=6.5), "nfe": 100.0},  # CFG
             _groups(1.2),
             steps=50,
             seed=1,
+            ceiling=CEILING,
         ),
         make_run(
-            root / "alpha", "Alpha", bench, metrics(15.81, 120.3, 71.2, 74.9, 0.42), _groups(1.0), steps=4
+            root / "alpha", "Alpha", bench, metrics(15.81, 120.3, 71.2, 74.9, 0.42, objmc=4.2), _groups(1.0), steps=4,
+            ceiling=CEILING,
         ),
         make_run(
             root / "gamma",
@@ -77,40 +81,62 @@ def test_leaderboard_markdown_order_bold_ci_and_missing(report):
     text = (out / "leaderboard.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
-    assert header == ["Method", "Steps", "NFE", "FID ↓", "FVD ↓", "M-IoU ↑", "B-IoU ↑", "s ↓"]
+    assert header == ["Method", "Steps", "NFE", "FID ↓", "FVD ↓", "M-IoU ↑", "B-IoU ↑", "ObjMC ↓", "s ↓"]
     rows = {r[0]: r for r in _md_rows(text)}
-    assert [r[0] for r in _md_rows(text)] == ["Beta", "Alpha", "Gamma"]  # the order the runs were given
+    assert [r[0] for r in _md_rows(text)] == ["Beta", "Alpha", "Gamma", CEILING_ROW]  # runs in the order given
     # best per column in bold, CI in brackets (fixture CIs are +-5%)
     assert rows["Alpha"][3] == "**15.81** [15.02, 16.60]"
     assert rows["Alpha"][5].startswith("**71.20**") and not rows["Beta"][5].startswith("**")
     assert rows["Beta"][6] == "**76.30** [72.48, 80.11]"  # B-IoU: higher is better
-    assert rows["Gamma"][7] == "**0.20**" and rows["Beta"][7] == "35.20"  # s: lower is better, no CI
+    assert rows["Alpha"][7] == "**4.20** [3.99, 4.41]" and rows["Beta"][7] == "6.50 [6.17, 6.83]"  # ObjMC: lower
+    assert rows["Gamma"][8] == "**0.20**" and rows["Beta"][8] == "35.20"  # s: lower is better, no CI
     assert rows["Gamma"][3] == "18.00"  # no CI recorded -> plain value
-    assert [r[1] for r in _md_rows(text)] == ["50", "4", "1"]
-    assert [r[2] for r in _md_rows(text)] == ["100", "4", "4"]
+    assert [r[1] for r in _md_rows(text)] == ["50", "4", "1", "–"]
+    assert [r[2] for r in _md_rows(text)] == ["100", "4", "4", "–"]
     # null metric: dash + footnote carrying the reason from results.json
     assert rows["Beta"][4] == "– [1]"
     assert f"[1] FVD ↓ of Beta: {FVD_REASON}" in text
     assert "Gamma: 1 sample(s) failed" in text
+    assert rows["Gamma"][7] == "–"  # a file from before ObjMC (and reasons: no footnote)
+    # the tracker ceiling: the ground truth's IoU / ObjMC under the runs, never bold though its IoU is higher
+    assert rows[CEILING_ROW][3:9] == ["–", "–", "88.00 [83.60, 92.40]", "90.00 [85.50, 94.50]", "1.50 [1.42, 1.58]", "–"]
+    assert rows["Alpha"][5].startswith("**71.20**")
+    assert "Tracker ceiling: the benchmark's real videos tracked by the runs' segmenter" in text
+    assert "Gamma: its results.json has no tracker ceiling" in text
 
 
 def test_leaderboard_csv_and_json_round_trip(runs, report):
     out, _ = report
     _, bench, paths = runs
     frame = pd.read_csv(out / "leaderboard.csv")
-    assert list(frame["method"]) == ["Beta", "Alpha", "Gamma"]
-    for path, (_, row) in zip(paths, frame.iterrows(), strict=True):
+    assert list(frame["method"]) == ["Beta", "Alpha", "Gamma", CEILING_ROW]
+    assert list(frame["row"]) == ["run"] * 3 + ["tracker ceiling"]
+    for path, (_, row) in zip(paths, frame.iloc[:3].iterrows(), strict=True):
         overall = json.loads((path / "results.json").read_text())["overall"]
-        for key in ("fid", "fvd", "mask_iou", "box_iou", "denoise_seconds"):
-            if overall[key] is None:
+        for key in ("fid", "fvd", "mask_iou", "box_iou", "objmc", "objmc_norm", "denoise_seconds"):
+            if key not in overall:  # Gamma: from before ObjMC
+                assert np.isnan(row[key])
+            elif overall[key] is None:
                 assert np.isnan(row[key]) and row[f"{key}_note"].endswith(FVD_REASON)
             else:
                 assert row[key] == pytest.approx(overall[key])
             ci = overall["ci95"].get(key)
             if ci:
                 assert (row[f"{key}_ci_lo"], row[f"{key}_ci_hi"]) == pytest.approx(tuple(ci))
-    assert frame["steps"].tolist() == [50, 4, 1]
+    assert frame["steps"].iloc[:3].tolist() == [50, 4, 1]
+    top = frame.iloc[3]
+    assert (top["mask_iou"], top["box_iou"], top["objmc"], top["objmc_norm"]) == (88.0, 90.0, 1.5, 0.75)
+    assert (top["mask_iou_ci_lo"], top["objmc_ci_hi"]) == pytest.approx((83.6, 1.575))
+    assert np.isnan(top["fid"]) and np.isnan(top["denoise_seconds"]) and top["generator"] == "ground-truth"
     record = json.loads((out / "leaderboard.json").read_text())
+    assert [c["key"] for c in record["columns"]][3:5] == ["box_iou", "objmc"]
+    (top,) = record["ceiling"]
+    assert top["label"] == CEILING_ROW and top["runs"] == ["Beta", "Alpha"] and top["segmenter"] == "mobilesam"
+    assert top["overall"]["mask_iou"] == 88.0 and top["groups"]["2"]["objmc"] == 1.5
+    html = (out / "index.html").read_text()
+    board = html.split('<table class="table" id="leaderboard">')[1].split("</table>")[0]
+    assert "<th class=\"r\">ObjMC ↓</th>" in board and f'<th scope="row" class="l">{CEILING_ROW}</th>' in board
+    assert "<strong>4.20</strong>" in board
     assert [r["name"] for r in record["runs"]] == ["Beta", "Alpha", "Gamma"]
     for r in record["runs"]:
         assert r["bench_hash"] == bench.meta.content_hash
@@ -124,15 +150,21 @@ def test_group_tables(report):
     frame = pd.read_csv(out / "groups_mask_iou.csv", index_col="method", dtype={"method": str})
     assert list(frame.columns) == ["1", "2", "3+", "All"]
     assert frame.loc["Alpha", "2"] == pytest.approx(79.0) and frame.loc["Beta", "All"] == pytest.approx(65.0)
+    assert frame.loc[CEILING_ROW].tolist() == [88.0] * 4
+    assert CEILING_ROW not in pd.read_csv(out / "groups_fid.csv", index_col="method").index
+    assert pd.read_csv(out / "groups_objmc.csv", index_col="method").loc[CEILING_ROW, "All"] == 1.5
     text = (out / "groups.md").read_text()
     assert [ln for ln in text.splitlines() if ln.startswith("## ")] == [
         "## FID ↓ by object count",
         "## FVD ↓ by object count",
         "## M-IoU ↑ by object count",
         "## B-IoU ↑ by object count",
+        "## ObjMC ↓ by object count",
     ]
     fid = _md_rows(text.split("## FVD")[0])
     assert [r[0] for r in fid] == ["Beta", "Alpha", "Gamma"]
+    objmc = _md_rows(text.split("## ObjMC")[1])
+    assert [r[0] for r in objmc] == ["Beta", "Alpha", "Gamma", CEILING_ROW] and objmc[3][1:] == ["1.50 [1.42, 1.58]"] * 4
     assert all(c.startswith("**") for c in fid[1][1:])  # Alpha has the lowest FID in every group and overall
 
 
@@ -244,7 +276,7 @@ def test_runs_without_groups(runs, tmp_path):
 def test_reasons_come_from_the_metrics_block_not_from_note_wording(tmp_path):
     from flashbench.aggregate import metrics_block
 
-    one = [{"id": "a", "mask_iou": None, "box_iou": 0.5}]  # one box-only sample: no FID/FVD, no mask IoU
+    one = [{"id": "a", "mask_iou": None, "box_iou": 0.5, "objmc": 3.0, "objmc_norm": 0.02}]  # box-only: no mask IoU
     block = metrics_block(one, {"a": {"denoise_seconds": 1.0, "nfe": 4}}, {"a": {"fid": np.zeros((1, 2)), "fvd": np.zeros((1, 2))}},
                           {"a": {"fid": np.zeros((1, 2)), "fvd": np.zeros((1, 2))}}, n_boot=0, seed=0)
     assert block.fvd is None and block.mask_iou is None and block.box_iou == 50.0

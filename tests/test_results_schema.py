@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from flashbench.aggregate import metrics_block
+from flashbench.aggregate import metrics_block, tracking_block
 from flashbench.report.runs import ReportError, load_run
-from flashbench.results import Metrics, Results, ResultsError, RunInfo, SampleError
+from flashbench.results import Ceiling, Metrics, Results, ResultsError, RunInfo, SampleError
 
 
 def _block(rows: int, dims: int, samples: int = 3) -> Metrics:
@@ -18,7 +18,7 @@ def _block(rows: int, dims: int, samples: int = 3) -> Metrics:
     ids = "abcdefgh"[:samples]
     feats = {i: {"fid": rng.normal(size=(rows, dims)), "fvd": rng.normal(size=(2, 4))} for i in ids}
     generation = {i: {"denoise_seconds": 1.0, "nfe": 4} for i in ids}
-    records = [{"id": i, "mask_iou": 0.5, "box_iou": 0.5} for i in ids]
+    records = [{"id": i, "mask_iou": 0.5, "box_iou": 0.5, "objmc": 2.0, "objmc_norm": 0.01} for i in ids]
     return metrics_block(records, generation, feats, feats, n_boot=0, seed=0)
 
 
@@ -32,9 +32,19 @@ def test_written_results_read_back_equal_and_legacy_files_still_load(tmp_path):
     block = _block(rows=2, dims=16)
     results = Results(schema_version=1, run=RunInfo("m", "static", "mask", 4, 0), overall=block,
                       groups={"1": block, "2": Metrics.absent("nothing scored")}, settings={"fid": {"stride": 1}},
-                      provenance={"git_commit": "abc"}, errors=[SampleError("x", "generate", "GenerationError: boom")])
+                      provenance={"git_commit": "abc"}, errors=[SampleError("x", "generate", "GenerationError: boom")],
+                      ceiling=Ceiling("mobilesam", "k" * 16, tracking_block([{"id": "a", "mask_iou": 0.9, "box_iou": 0.8,
+                                                                               "objmc": 1.0, "objmc_norm": 0.01}], 0, 0), {}))
     text = json.dumps(results.to_json())
     assert Results.from_json(json.loads(text), "r.json") == results
+    assert results.ceiling.overall.mask_iou == 90.0 and results.ceiling.overall.objmc_norm == 1.0
+    # a file from before the ceiling and ObjMC: no ceiling; ObjMC empty with the reason why
+    older = json.loads(text)
+    del older["ceiling"]
+    older["overall"] = {k: v for k, v in older["overall"].items() if not k.startswith("objmc")}
+    old_results = Results.from_json(older, "r.json")
+    assert old_results.ceiling is None and old_results.overall.objmc is None
+    assert old_results.overall.reason("objmc").startswith("ObjMC is not in this results.json (evaluated before")
     assert Results.from_json(json.loads(text), "r.json").group("3").reason("fvd") == "no 3-object group in this run"
     # a file from before `reasons` and `rank_deficient`: the notes stand in for both
     legacy = {key: value for key, value in block.to_json().items() if key not in ("reasons", "rank_deficient")}

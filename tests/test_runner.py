@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from harness_bench import make_bench
 
@@ -37,9 +36,10 @@ def test_generate_writes_run_folder(bench, tmp_path):
         assert r["status"] == "ok" and r["error"] is None and r["nfe"] == 0 and r["device"] == "cpu"
         assert r["seed"] == sample_seed(7, s.id) and r["wall_seconds"] >= r["denoise_seconds"] >= 0
         frames = read_video(run / "videos" / f"{s.id}.mp4")
-        assert frames.shape == (s.num_frames, s.height, s.width, 3)
-        # H.264 at crf 12 is near-lossless on this smooth image: every frame stays close to the first frame
-        assert np.abs(frames.astype(int) - bench.first_frame(s).astype(int)).mean() < 3
+        # stored losslessly: every frame is the first frame, bit for bit
+        assert frames.shape == (s.num_frames, s.height, s.width, 3) and (frames == bench.first_frame(s)).all()
+    assert info["video_store"] == {"codec": "ffv1", "pix_fmt": "bgr0", "level": 3, "container": "mp4",
+                                   "lossless": "rgb"}
 
 
 def test_sample_seed_is_deterministic_and_per_sample():
@@ -124,6 +124,23 @@ def test_refuses_to_mix_generators_or_benchmarks(bench, tmp_path):
     with pytest.raises(RunError, match="benchmark content"):
         generate(other, run, "static", progress=False)
     assert len(_lines(run / GENERATION)) == 1  # --limit 1 generated only the first sample
+
+
+def test_runs_stored_lossily_before_are_refused_with_one_line(bench, tmp_path, capsys):
+    from flashbench.evaluation import check_run
+
+    run = tmp_path / "run"
+    generate(bench, run, "static", progress=False)
+    check_run(bench, run)  # a current run passes
+    info = json.loads((run / "run.json").read_text())
+    del info["video_store"]  # what run.json held before runs were stored losslessly (x264 crf 12)
+    (run / "run.json").write_text(json.dumps(info))
+    for call in (lambda: generate(bench, run, "static", progress=False), lambda: check_run(bench, run)):
+        with pytest.raises(RunError, match="lossy x264 crf 12 .* generate it again into a new --out"):
+            call()
+    assert main(["evaluate", "--bench", str(bench.root), "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "generate it again" in err
 
 
 def test_cli_generator_args(bench, tmp_path):

@@ -130,6 +130,9 @@ def test_load_segmenter_errors(tmp_path):
     if importlib.util.find_spec("sam2") is None:
         with pytest.raises(FlashBenchError, match="pip install sam2"):
             load_segmenter("sam2", checkpoint=fake_sam)
+    if importlib.util.find_spec("efficient_track_anything") is None:
+        with pytest.raises(FlashBenchError, match="yformer/EfficientTAM"):
+            load_segmenter("efficienttam", checkpoint=fake_sam)
 
 
 # (seed, objects): scene 0 has an object that leaves the frame part-way

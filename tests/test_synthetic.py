@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from flashbench.cli import main
 from flashbench.data.benchmark import Benchmark
@@ -186,3 +187,29 @@ def test_content_hash_reproducible_in_and_across_processes(tmp_path):
     assert len(hashes) == 1
     bench = Benchmark.load(tmp_path / "in-0")
     assert bench.meta.hash_version == 2 and bench.compute_content_hash() == hashes.pop()
+
+
+def _high_frequency(frames: np.ndarray, region: np.ndarray) -> float:
+    """Mean absolute difference of the grey image from its Gaussian blur (1.5 px) inside `region` shrunk by
+    3 px (away from object edges)."""
+    grey = frames.astype(np.float64).mean(-1)
+    detail = np.abs(grey - ndimage.gaussian_filter(grey, (0, 1.5, 1.5)))
+    inner = ndimage.binary_erosion(region, structure=np.ones((1, 3, 3)), iterations=3)
+    return float(detail[inner].mean())
+
+
+def test_flat_style_is_smooth_plain_and_larger_with_the_same_rules():
+    textured = [generate_scene(3, 9, (96, 96), seed=s) for s in range(4)]
+    flat = [generate_scene(3, 9, (96, 96), seed=s, style="flat") for s in range(4)]
+    for name, region in (("background", lambda s: ~s.masks.any(1)), ("objects", lambda s: s.masks.any(1))):
+        hf = {style: np.mean([_high_frequency(s.frames, region(s)) for s in scenes])
+              for style, scenes in (("flat", flat), ("textured", textured))}  # fmt: skip
+        assert hf["flat"] < 0.3 * hf["textured"], (name, hf)  # no fine texture, no patterns on the objects
+    area = lambda scenes: np.mean([s.masks[0].sum((1, 2)).max() for s in scenes])  # noqa: E731
+    assert area(flat) > 1.3 * area(textured)  # 1.3x the radius
+    assert all("textured" not in s.prompt for s in flat) and all("textured" in s.prompt for s in textured)
+    for s in flat:  # the choreography rules hold for the larger objects too
+        on = s.masks.sum((2, 3))
+        assert (on[0] > 0).sum() >= 2 and s.masks.sum(1).max() <= 1
+    with pytest.raises(BenchmarkError, match="unknown synthetic style"):
+        generate_scene(1, 3, (32, 32), seed=0, style="glossy")

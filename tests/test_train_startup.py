@@ -1,17 +1,19 @@
 """Every shipped training config starts: for each `configs/*/*.yaml` with a `stage:` key, the stage is built with
 that config's own flags and runs one optimisation step (or its export, for `steps: 0`) through the real loop.
 
-Model: the config's preset, narrowed to a tiny width but with the preset's structure (NARROW: the 5B preset keeps
+Model: the config's preset; a GPU preset (weights from a folder) narrowed to a tiny width but with the preset's
+structure (NARROW: the 5B preset keeps
 its block type, patch size, 48 latent channels, per-token timesteps, its 4-level residual VAE with stride 4x16x16
 and its 512 text tokens; heads, widths and the text encoder are CPU-sized and random-init, so the 5B configs need
 no model_path; depth is 6 of its 30 blocks, which keeps the discriminator's default feature blocks distinct and
-the file under a minute: every module is per block, so no code path depends on the count). The `tiny` preset is
-used as it is.
+the file under a minute: every module is per block, so no code path depends on the count). The CPU presets
+(`tiny`, `toy`) are used as they are.
 
 Flags kept as the config sets them: stage and method section, gradient checkpointing, EMA, betas, accumulation,
 grad clip, lr schedule, distributed choice, the init inputs a pipeline run would give (the exports of the
-producing stages, run with `steps: 0`, wired by `flashmotion.train.pipeline.resolve_inputs`). Shrunk: data to one
-5-frame 64x64 clip per step (batch_size 1), steps to 1, and a shared latent cache per preset.
+producing stages, run with `steps: 0`, wired by `flashmotion.train.pipeline.resolve_inputs`), the validation of
+configs that set `validate_every` (on a second benchmark). Shrunk: data to one 5-frame 64x64 clip per step
+(batch_size 1), steps to 1, and a shared latent cache per preset.
 
 Precision: configs of GPU presets (GPU_PRESETS) run `mixed_precision` as CUDA would resolve it: `auto` and `bf16`
 become bf16 autocast **run on the CPU** (frozen roles in bf16, trainable weights float32), which works on CPU;
@@ -47,7 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(REPO.glob("configs/*/*.yaml"))
 TRAINING = [p for p in CONFIGS if "stage" in read_yaml(p)]
 GENERATOR_CONFIGS = ("flashmotion", "wan_adapter")  # tests/test_flashmotion_generator.py parses these
-GPU_PRESETS = ("wan2.2-ti2v-5b",)
+GPU_PRESETS = tuple(name for name, p in PRESETS.items() if not p.self_contained)  # weights from a folder: GPU-sized
+PLANS = {d.name: [name for name, _ in plan(d.name, d)] for d in sorted({p.parent for p in TRAINING})}  # real presets
 FRAMES, SIZE = 5, 64
 
 
@@ -61,7 +64,7 @@ def narrow(preset: BackbonePreset) -> BackbonePreset:
                                tokenizer="byt5")
 
 
-NARROW = {name: narrow(p) for name, p in PRESETS.items() if name != "tiny"}
+NARROW = {name: narrow(PRESETS[name]) for name in GPU_PRESETS}  # the CPU presets (tiny, toy) run as they are
 
 
 @pytest.fixture(autouse=True)
@@ -79,12 +82,13 @@ def workdir(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("startup")
     build_synthetic(root / "bench", videos_per_group=1, frames=FRAMES, size=(SIZE, SIZE), groups=("2",))
+    build_synthetic(root / "val", videos_per_group=1, frames=FRAMES, size=(SIZE, SIZE), groups=("1",), seed=5)
     yield root
     torch.set_num_threads(threads)
 
 
 def test_every_config_is_a_training_or_a_generator_config():
-    assert len(TRAINING) >= 20  # 13 tiny + 9 Wan2.2-TI2V-5B training configs at the time of writing
+    assert len(TRAINING) >= 20  # 12 tiny + 12 toy + 9 Wan2.2-TI2V-5B training configs at the time of writing
     assert {p.stem for p in CONFIGS if p not in TRAINING} <= set(GENERATOR_CONFIGS)
 
 
@@ -93,6 +97,8 @@ def _overrides(path: Path, out: Path, root: Path) -> list[str]:
     preset = data.get("preset", "tiny")
     overrides = [f"out={out}", f"data.bench={root / 'bench'}", f"data.frames={FRAMES}", f"data.size=[{SIZE},{SIZE}]",
                  "batch_size=1", f"steps={min(int(data.get('steps', 100)), 1)}", f"data.cache={root / ('cache-' + preset)}"]
+    if data.get("validate_every"):
+        overrides.append(f"data.val_bench={root / 'val'}")  # a held-out benchmark, as `flashmotion pipeline --val-bench`
     if preset in GPU_PRESETS and data.get("mixed_precision", "auto") in ("auto", "bf16"):
         overrides.append("mixed_precision=bf16")  # what `auto` is on CUDA, run on the CPU
     return overrides
@@ -103,7 +109,7 @@ def _run(path: Path, out: Path, root: Path, steps: int | None = None) -> Path:
     the exports of the producing runs before it in the pipeline's plan (none for a run outside the plan)."""
     overrides = _overrides(path, out, root) + ([f"steps={steps}"] if steps is not None else [])
     data = read_yaml(path)
-    runs = [name for name, _ in plan(data.get("preset", "tiny"), path.parent)]
+    runs = PLANS[path.parent.name]
     before = runs[: runs.index(path.stem)] if path.stem in runs else []
     defaults = {PRODUCES[name]: str(_export(path.parent / f"{name}.yaml", root)) for name in before if name in PRODUCES}
     declared = data.get("init") or {}

@@ -21,6 +21,7 @@ from flashbench.video import (
     rgb_to_yuv420p,
     uniform_indices,
     video_info,
+    write_rgb_lossless,
     write_video,
 )
 
@@ -66,6 +67,25 @@ def test_lossless_decodes_to_exact_planes_every_time(tmp_path):
         write_video(tmp_path / f"{i}.mp4", frames, fps=24, lossless=True)
         digests.add(decoded_digest(tmp_path / f"{i}.mp4"))
     assert digests == {(expected, 9, 64, 64)}
+
+
+def test_run_store_gives_back_every_rgb_value_bit_for_bit(tmp_path):
+    """Run folders store generated frames with write_rgb_lossless: what evaluate decodes is what the generator made
+    (a YUV store cannot: the same noise through x264 yuv420p qp 0, the benchmark's lossless store, comes back off)."""
+    rng = np.random.default_rng(0)
+    for t, h, w in ((5, 64, 64), (3, 33, 47)):  # odd sizes too: no chroma subsampling
+        frames = rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+        write_rgb_lossless(tmp_path / "a.mp4", frames, fps=24000 / 1001)
+        assert np.array_equal(read_video(tmp_path / "a.mp4"), frames)
+        info = video_info(tmp_path / "a.mp4")
+        assert (info.num_frames, info.height, info.width) == (t, h, w)
+        assert info.fps == pytest.approx(24000 / 1001, abs=1e-3)
+        write_rgb_lossless(tmp_path / "b.mp4", frames, fps=24000 / 1001)
+        assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()  # deterministic
+    write_video(tmp_path / "yuv.mp4", frames[:, :32, :46], fps=24, lossless=True)
+    assert np.abs(read_video(tmp_path / "yuv.mp4").astype(int) - frames[:, :32, :46]).max() > 10
+    with pytest.raises(VideoError, match="uint8"):
+        write_rgb_lossless(tmp_path / "f.mp4", frames.astype(np.float32), fps=24)
 
 
 def test_rgb_to_yuv420p_matches_swscale():

@@ -63,6 +63,7 @@ def _synthetic(args: argparse.Namespace) -> int:
     bench = build_synthetic(
         args.out, videos_per_group=args.videos_per_group, frames=args.frames, size=args.size,
         groups=_groups(args.groups, parse_groups), seed=args.seed, overwrite=args.overwrite, fps=args.fps,
+        style=args.style,
     )  # fmt: skip
     sizes = ", ".join(f"{g}: {n}" for g, n in bench.meta.group_sizes.items())
     print(f"wrote {len(bench)} samples to {bench.root} ({sizes}); content hash {bench.meta.content_hash}")
@@ -118,6 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     syn.add_argument("--size", type=size_arg, default=(256, 256), help="HxW, even (default 256x256)")
     syn.add_argument("--groups", default="1,2,3,4,5,6+")
     syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--style", choices=("textured", "flat"), default="textured",
+                     help="textured objects and background (default), or plain objects 1.3x larger on a smooth background")
     syn.add_argument("--overwrite", action="store_true")
     syn.set_defaults(func=_synthetic)
 

@@ -47,6 +47,7 @@ from flashbench.data.groups import DEFAULT_GROUPS, parse_groups
 from flashbench.errors import BenchmarkError
 
 GENERATOR_VERSION = "2"
+STYLES = ("textured", "flat")
 SHAPES = ("disk", "ellipse", "square", "diamond", "triangle", "hexagon", "star", "cross")
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 _EXTENT = 1.3  # every shape fits in the disk of radius _EXTENT (in units of the object radius)
@@ -57,6 +58,7 @@ _SUBSTANTIAL = 0.3  # fraction of its largest visible area an enterer shows with
 _SETTLE_FRAMES = 2
 _MAX_OCCLUDED = 0.4  # fraction of its in-frame frames an object may be partly hidden in (no glued pairs)
 _MAX_ATTEMPTS = 100
+_FLAT_SCALE = 1.3  # "flat" scenes: objects 1.3x larger (radius 10-18% of the frame's short side)
 _START_TRIES = 30
 
 
@@ -138,8 +140,9 @@ def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return lo + np.where(y <= span, y, 2 * span - y)
 
 
-def _background(rng: np.random.Generator, num_frames: int, size: tuple[int, int]) -> np.ndarray:
-    """Textured, desaturated background panning slowly: (T, H, W, 3) uint8."""
+def _background(rng: np.random.Generator, num_frames: int, size: tuple[int, int], style: str) -> np.ndarray:
+    """Desaturated background panning slowly: (T, H, W, 3) uint8. "textured" adds fine noise and a weave on top
+    of the smooth shading; "flat" keeps only the smooth shading (a first stage can reconstruct it exactly)."""
     h, w = size
     pad = int(np.ceil(0.08 * max(h, w))) + 2
     bh, bw = h + 2 * pad, w + 2 * pad
@@ -151,11 +154,13 @@ def _background(rng: np.random.Generator, num_frames: int, size: tuple[int, int]
     gray = rng.uniform(0.32, 0.52)
     tint = rng.uniform(-0.05, 0.05, size=(3, 1, 1)).astype(np.float32)
     low = noise(5, 0.10, "bicubic").mean(0, keepdim=True) + 0.3 * noise(5, 0.10, "bicubic")
-    high = noise(max(4, max(bh, bw) // 6), 0.05, "bilinear").mean(0, keepdim=True)
-    yy, xx = np.mgrid[0:bh, 0:bw].astype(np.float32)
-    freq, theta = rng.uniform(0.25, 0.5), rng.uniform(0, np.pi)
-    weave = 0.025 * np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)))
-    image = (gray + torch.from_numpy(tint) + low + high).numpy() + weave[None]
+    image = (gray + torch.from_numpy(tint) + low).numpy()
+    if style == "textured":
+        high = noise(max(4, max(bh, bw) // 6), 0.05, "bilinear").mean(0, keepdim=True)
+        yy, xx = np.mgrid[0:bh, 0:bw].astype(np.float32)
+        freq, theta = rng.uniform(0.25, 0.5), rng.uniform(0, np.pi)
+        weave = 0.025 * np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)))
+        image = image + high.numpy() + weave[None]
     image = np.round(np.clip(image, 0.0, 1.0).transpose(1, 2, 0) * 255).astype(np.uint8)
     direction = rng.uniform(0, 2 * np.pi)
     travel = rng.uniform(0.5, 1.0) * pad
@@ -189,10 +194,12 @@ def _edge_path(
 
 def _draw_object(
     rng: np.random.Generator, n: int, num_frames: int, size: tuple[int, int], shape: str, hue: float, kind: str,
-    shrink: float, others: list[_Object],
+    shrink: float, others: list[_Object], style: str,
 ) -> _Object:  # fmt: skip
     h, w = size
     radius = min(h, w) * rng.uniform(0.075, 0.11 if n > 4 else 0.14) * shrink
+    if style == "flat":
+        radius *= _FLAT_SCALE
     tau = np.arange(num_frames) / max(num_frames - 1, 1)
     lo, hi = 0.9 * radius, np.array([w, h]) - 0.9 * radius
     for _ in range(_START_TRIES):  # a frame-0 position clear of the `others` (the prompt frame of most objects)
@@ -219,7 +226,7 @@ def _draw_object(
     color = np.array(colorsys.hsv_to_rgb(hue, saturation, value), dtype=np.float32)
     angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-0.8, 0.8) * tau
     scale = 1.0 + _BREATH * np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * tau + rng.uniform(0, 2 * np.pi))
-    pattern = PATTERNS[rng.integers(len(PATTERNS))]
+    pattern = PATTERNS[rng.integers(len(PATTERNS))] if style == "textured" else "plain"
     return _Object(shape, pattern, color, _color_name(hue), radius, center, angle, scale, kind)
 
 
@@ -301,7 +308,8 @@ def _problems(labels: np.ndarray, full: np.ndarray, objects: list[_Object]) -> l
 
 
 def generate_scene(
-    num_objects: int, num_frames: int, size: tuple[int, int], seed: int | np.random.SeedSequence
+    num_objects: int, num_frames: int, size: tuple[int, int], seed: int | np.random.SeedSequence,
+    style: str = "textured",
 ) -> SyntheticScene:
     """Render one procedural scene; the same arguments always give the same pixels.
 
@@ -310,12 +318,16 @@ def generate_scene(
         num_frames: T >= 1 frames (objects enter or leave only when T >= 3).
         size: (height, width).
         seed: integer seed (any `numpy.random.default_rng` seed).
+        style: "textured" (patterned objects, fine background texture) or "flat" (plain objects 1.3x larger on
+            a smoothly shaded background: what the CPU toy scale trains on).
     """
+    if style not in STYLES:
+        raise BenchmarkError(f"unknown synthetic style {style!r}; choose one of {', '.join(STYLES)}")
     if num_objects < 1 or num_frames < 1 or min(size) < 16:
         raise BenchmarkError(f"need >= 1 object, >= 1 frame and size >= 16x16, got {num_objects}, {num_frames}, {size}")
     size = (int(size[0]), int(size[1]))
     rng = np.random.default_rng(seed)
-    background = _background(rng, num_frames, size)
+    background = _background(rng, num_frames, size, style)
     shapes = list(rng.permutation(SHAPES)) if num_objects <= len(SHAPES) else list(rng.choice(SHAPES, num_objects))
     hue0 = rng.uniform()
     hues = [(hue0 + k * 0.6180339887498949) % 1.0 for k in range(num_objects)]
@@ -326,7 +338,7 @@ def generate_scene(
 
     def draw(k: int, attempt: int, others: list[_Object]) -> _Object:
         shrink = 1.0 - 0.3 * attempt / _MAX_ATTEMPTS
-        return _draw_object(rng, num_objects, num_frames, size, shapes[k], hues[k], kinds[k], shrink, others)
+        return _draw_object(rng, num_objects, num_frames, size, shapes[k], hues[k], kinds[k], shrink, others, style)
 
     objects: list[_Object] = []
     for k in range(num_objects):
@@ -355,10 +367,10 @@ def generate_scene(
             region = frames[t, ys, xs]
             region[inside] = rgb[inside]
     masks = labels[:, None, :, :] == np.arange(1, num_objects + 1, dtype=np.uint8)[None, :, None, None]
-    return SyntheticScene(frames=frames, masks=masks, prompt=_prompt(objects), categories=[o.shape for o in objects])
+    return SyntheticScene(frames=frames, masks=masks, prompt=_prompt(objects, style), categories=[o.shape for o in objects])
 
 
-def _prompt(objects: list[_Object]) -> str:
+def _prompt(objects: list[_Object], style: str) -> str:
     names = []
     for obj in objects:
         pattern = "" if obj.pattern == "plain" else f"{obj.pattern} "
@@ -366,7 +378,8 @@ def _prompt(objects: list[_Object]) -> str:
         names.append(f"{'an' if words[0] in 'aeiou' else 'a'} {words}")
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     verb = "moves" if len(names) == 1 else "move"
-    return f"{listed[0].upper()}{listed[1:]} {verb} over a slowly panning grey textured background."
+    background = "grey textured background" if style == "textured" else "grey background"
+    return f"{listed[0].upper()}{listed[1:]} {verb} over a slowly panning {background}."
 
 
 def _counts_for_group(label: str, rng: np.random.Generator) -> int:
@@ -383,11 +396,13 @@ def build_synthetic(
     seed: int = 0,
     overwrite: bool = False,
     fps: float = 24.0,
+    style: str = "textured",
 ) -> Benchmark:
     """Write a synthetic benchmark with `videos_per_group` videos in every group.
 
     A group "k" holds scenes of k objects; an open group "k+" draws k..k+2 objects per scene. Scene j of group
     g is seeded by (seed, g, j), so a build is reproducible and its content hash depends only on the arguments.
+    `style` is `generate_scene`'s.
     """
     groups = parse_groups(groups)
     if videos_per_group < 1 or frames < 1:
@@ -403,6 +418,7 @@ def build_synthetic(
         "fps": fps,
         "size": list(size),
         "groups": list(groups),
+        "style": style,
     }
     with (
         BenchmarkWriter(out, name="synthetic", groups=groups, build=build, overwrite=overwrite) as writer,
@@ -412,7 +428,7 @@ def build_synthetic(
             for j in range(videos_per_group):
                 scene_seed = np.random.SeedSequence([seed, gi, j])
                 n = _counts_for_group(label, np.random.default_rng(scene_seed.spawn(1)[0]))
-                scene = generate_scene(n, frames, size, seed=scene_seed)
+                scene = generate_scene(n, frames, size, seed=scene_seed, style=style)
                 sample_id = f"syn-{label.replace('+', 'p')}-{j:03d}"
                 writer.add(sample_id, scene.frames, scene.masks, fps, scene.prompt, f"synthetic:seed={seed}", scene.categories)
                 bar.update()

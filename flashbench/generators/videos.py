@@ -4,9 +4,11 @@ The usual round trip: `flashbench export --bench B --format folder|magicmotion -
 inputs; the model runs wherever it runs and writes E/videos/<id>.mp4; then
 `flashbench generate --bench B --generator "videos dir=E/videos" --out RUN` and `flashbench evaluate` score it.
 
-A video whose frame count or size differs from the sample's is fitted to it (`fit_video`) and the change is
-recorded as a warning in the GeneratedVideo's `extra` (hence in nothing the metrics read); with strict=true it
-is refused instead. A missing or unreadable file is an error for that sample (the runner logs it and it is
+What is scored is the file as it decodes: the decoded frames go into the run folder bit for bit (runs store
+frames losslessly, flashbench.video.write_rgb_lossless), so a lossy mp4 is scored as its own decoded frames, never
+as a re-encoded copy. A video whose frame count or size differs from the sample's is fitted to it (`fit_video`:
+the decoded frames resampled) and the change is recorded as a warning in the GeneratedVideo's `extra`, which the
+runner writes into the sample's generation record; with strict=true it is refused instead. A missing or unreadable file is an error for that sample (the runner logs it and it is
 listed in results), never a silent skip.
 
 nfe / denoise_seconds: what the external model spent is unknown here. An optional DIR/<id>.json sidecar

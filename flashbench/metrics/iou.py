@@ -75,17 +75,18 @@ def _check_pair(pred: np.ndarray, target: np.ndarray, kind: str) -> None:
         )
 
 
-def _apply_start(iou: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+def apply_start(values: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    """(T, N) per-frame values with the frames before each object's prompt frame `start[k]` set to NaN."""
     if start is None:
-        return iou
-    t, n = iou.shape
+        return values
+    t, n = values.shape
     start = np.asarray(start)
     if start.shape != (n,) or not np.issubdtype(start.dtype, np.integer):
         raise FlashBenchError(f"start must be ({n},) integers (one prompt frame per object), got {start.dtype} {start.shape}")
     if (start < 0).any() or (start > t).any():
         raise FlashBenchError(f"start frames must lie in [0, {t}], got {start.tolist()}")
-    iou[np.arange(t)[:, None] < start[None, :]] = np.nan
-    return iou
+    values[np.arange(t)[:, None] < start[None, :]] = np.nan
+    return values
 
 
 def mask_iou(
@@ -107,7 +108,7 @@ def mask_iou(
         union[i] = np.logical_or(pred[i], target[i]).sum(axis=(-2, -1))
     # union == 0 exactly when both are empty (-> 1); one empty gives inter == 0 < union (-> 0).
     iou = np.divide(inter, union, out=np.ones((t, n), dtype=np.float64), where=union > 0)
-    return _apply_start(iou, start)
+    return apply_start(iou, start)
 
 
 def _check_boxes(boxes: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -138,11 +139,12 @@ def box_iou(pred_boxes: np.ndarray, target_boxes: np.ndarray, start: np.ndarray 
     iou = np.zeros(pred.shape[:2], dtype=np.float64)
     iou[both] = inter[both] / (area_p[both] + area_t[both] - inter[both])
     iou[pred_absent & target_absent] = 1.0
-    return _apply_start(iou, start)
+    return apply_start(iou, start)
 
 
 def summarize(per_frame: np.ndarray) -> IoUSummary:
-    """Mean over each object's scored (non-NaN) frames, then over the objects that have any.
+    """Mean over each object's scored (non-NaN) frames, then over the objects that have any (IoU, or ObjMC's
+    normalised distances: flashbench.metrics.objmc).
 
     Returns IoUSummary(per_object (N,), mean); mean is NaN and ``scored`` False when no object was scored.
     """
@@ -151,7 +153,7 @@ def summarize(per_frame: np.ndarray) -> IoUSummary:
         raise FlashBenchError(f"summarize expects (T, N) per-frame IoU, got shape {per_frame.shape}")
     valid = ~np.isnan(per_frame)
     if ((per_frame[valid] < 0) | (per_frame[valid] > 1)).any():
-        raise FlashBenchError("per-frame IoU values must lie in [0, 1] (NaN = not scored)")
+        raise FlashBenchError("per-frame values must lie in [0, 1] (NaN = not scored)")
     counts = valid.sum(axis=0)
     sums = np.where(valid, per_frame, 0.0).sum(axis=0)
     per_object = np.full(per_frame.shape[1], np.nan)

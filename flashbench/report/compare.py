@@ -1,7 +1,7 @@
 """Ablation comparison: each run against a base run, metric by metric.
 
-Deltas are run − base. Per-sample metrics (mask_iou, box_iou from samples.jsonl, in percentage points) get a
-paired bootstrap (flashbench.report.stats.paired_bootstrap) over the sample ids scored ok in both runs; the
+Deltas are run − base. Per-sample metrics (mask_iou, box_iou from samples.jsonl, in percentage points; objmc in
+pixels) get a paired bootstrap (flashbench.report.stats.paired_bootstrap) over the sample ids scored ok in both runs; the
 number of pairs is reported. FID/FVD are set-level metrics: their deltas carry no paired test (the runs'
 own 95% CIs from results.json are kept in compare.json).
 """
@@ -19,12 +19,13 @@ from flashbench.report.runs import ReportError, RunRecord
 from flashbench.report.stats import paired_bootstrap
 from flashbench.report.tables import Cell, Table, fmt_delta, fmt_value, is_missing, to_markdown
 
-PAIRED = ("mask_iou", "box_iou")
+PAIRED = {"mask_iou": 100.0, "box_iou": 100.0, "objmc": 1.0}  # per-sample field -> scale of its METRICS value
+PAIRS_FROM = ("mask_iou", "box_iou")  # the paired-sample count shown
 SIGNIFICANCE = 0.05
 
 
 def paired_values(run: RunRecord, base: RunRecord, key: str) -> tuple[list[str], list[float], list[float]]:
-    """Sample ids ok in both runs with a finite `key`, and the two runs' values on them (x100)."""
+    """Sample ids ok in both runs with a finite `key`, and the two runs' values on them (scaled as in METRICS)."""
     a, b = run.ok_samples(), base.ok_samples()
     ids, xs, ys = [], [], []
     for sid in sorted(set(a) & set(b)):
@@ -32,8 +33,8 @@ def paired_values(run: RunRecord, base: RunRecord, key: str) -> tuple[list[str],
         if is_missing(x) or is_missing(y) or not (math.isfinite(x) and math.isfinite(y)):
             continue
         ids.append(sid)
-        xs.append(100.0 * float(x))
-        ys.append(100.0 * float(y))
+        xs.append(PAIRED[key] * float(x))
+        ys.append(PAIRED[key] * float(y))
     return ids, xs, ys
 
 
@@ -109,12 +110,12 @@ def compare_table(record: dict) -> Table:
             entry = run["metrics"][key]
             row.append(Cell(fmt_value(entry["value"])))
             row.append(Cell("base") if run["is_base"] else _delta_cell(entry))
-        pairs = [run["metrics"][k]["test"]["n"] for k in PAIRED if run["metrics"][k]["test"]]
+        pairs = [run["metrics"][k]["test"]["n"] for k in PAIRS_FROM if run["metrics"][k]["test"]]
         row.append(Cell("–" if run["is_base"] else f"{min(pairs) if pairs else 0}"))
         rows.append(row)
     notes = [
-        f"Δ = run − base ({record['base']}). M-IoU/B-IoU Δ are in percentage points over samples scored ok in both "
-        f"runs (paired bootstrap, {record['n_boot']} resamples, two-sided; * and bold: p < {SIGNIFICANCE}). "
+        f"Δ = run − base ({record['base']}). M-IoU/B-IoU Δ are in percentage points, ObjMC Δ in pixels, over samples "
+        f"scored ok in both runs (paired bootstrap, {record['n_boot']} resamples, two-sided; * and bold: p < {SIGNIFICANCE}). "
         "FID/FVD/s deltas have no paired test."
     ]
     for run in record["runs"]:

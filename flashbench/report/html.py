@@ -170,7 +170,8 @@ def render_index(
             '<div class="scroll">'
             + to_html(leaderboard, table_id="leaderboard")
             + '</div><p class="caption">Mean over scored samples, 95% bootstrap CI in brackets; '
-            "best per column in bold. s = denoising seconds per video.</p>",
+            "best per column in bold. ObjMC in pixels. s = denoising seconds per video. Tracker ceiling: the "
+            "benchmark's real videos scored with the same segmenter.</p>",
             "leaderboard",
         )
     )

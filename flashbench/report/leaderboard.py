@@ -1,14 +1,18 @@
 """Leaderboard (the paper's table: Method | Steps | FID | FVD | M-IoU | B-IoU | s, plus NFE: the network
-evaluations per video, which tell a 50-step CFG run (100) from a 50-step one without CFG) and per-group tables.
+evaluations per video, which tell a 50-step CFG run (100) from a 50-step one without CFG, and ObjMC in pixels)
+and per-group tables.
 
 Rows keep the order the runs were given in. Values come from each run's results.json; 95% CIs are shown
 where results.json has them, the best value per column is bold, and a missing (null) metric shows as "–"
-with its reason (see `metric_reason`).
+with its reason (see `metric_reason`). Under the runs, every table with IoU or ObjMC has a tracker-ceiling row
+per distinct ceiling in the runs' results (`ceiling_rows`: the ground truth tracked by the same segmenter), never
+bold, so a reader sees how much of the scale the tracker allows.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +29,7 @@ from flashbench.report.tables import (
     is_missing,
     to_markdown,
 )
-from flashbench.results import Metrics
+from flashbench.results import Ceiling, Metrics
 
 # (results.json key, column label, which direction is better)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -33,11 +37,63 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fvd", "FVD ↓", "min"),
     ("mask_iou", "M-IoU ↑", "max"),
     ("box_iou", "B-IoU ↑", "max"),
+    ("objmc", "ObjMC ↓", "min"),
     ("denoise_seconds", "s ↓", "min"),
 )
-GROUP_METRICS = ("fid", "fvd", "mask_iou", "box_iou")
+GROUP_METRICS = ("fid", "fvd", "mask_iou", "box_iou", "objmc")
+CEILING_METRICS = ("mask_iou", "box_iou", "objmc")  # what the tracker ceiling has
+CSV_EXTRA = ("objmc_norm",)  # in leaderboard.csv beside the COLUMNS: ObjMC in percent of the frame diagonal
 LABELS = {key: label for key, label, _ in COLUMNS}
 BETTER = {key: better for key, _, better in COLUMNS}
+
+
+@dataclass(frozen=True)
+class CeilingRow:
+    """One tracker ceiling shown under the runs: its label and the runs whose results.json carry it."""
+
+    label: str
+    ceiling: Ceiling
+    runs: tuple[str, ...]
+
+
+def ceiling_rows(runs: list[RunRecord]) -> list[CeilingRow]:
+    """The distinct tracker ceilings of the runs (by segmenter settings and samples scored), in run order."""
+    found: dict[tuple[str, int], list] = {}
+    for run in runs:
+        ceiling = run.results.ceiling
+        if ceiling is not None:
+            found.setdefault((ceiling.segmenter_key, ceiling.overall.n), [ceiling, []])[1].append(run.name)
+    rows = []
+    for (key, n), (ceiling, names) in found.items():
+        label = f"Tracker ceiling (ground truth, {ceiling.segmenter}"
+        label += f", settings {key[:8]}, {n} samples)" if len(found) > 1 else ")"
+        rows.append(CeilingRow(label, ceiling, tuple(names)))
+    return rows
+
+
+def ceiling_notes(runs: list[RunRecord], rows: list[CeilingRow]) -> list[str]:
+    """What the ceiling rows are, which runs they belong to, and which runs have none."""
+    notes = []
+    if rows:
+        notes.append("Tracker ceiling: the benchmark's real videos tracked by the runs' segmenter with the same settings "
+                     "and scored like the runs (IoU and ObjMC only): how much of each scale this tracker allows. A "
+                     "run above it is easier to track than the real video, not closer to it.")
+    if len(rows) > 1:
+        notes += [f"{row.label}: the ceiling of {', '.join(row.runs)}." for row in rows]
+    notes += [f"{run.name}: its results.json has no tracker ceiling (evaluated before FlashBench computed one); "
+              "re-run `flashbench evaluate` for it." for run in runs if run.results.ceiling is None]
+    return notes
+
+
+def _ceiling_cells(metrics: Metrics, keys) -> list[Cell]:
+    """Cells of a ceiling row: its IoU / ObjMC values with their CIs, "–" elsewhere (never bold, no footnote)."""
+    return [Cell(fmt_value(metrics.value(key)), ci=fmt_ci(metrics.interval(key))) if key in CEILING_METRICS
+            else Cell(MISSING) for key in keys]
+
+
+def ceiling_scopes(row: CeilingRow, groups: list[str]) -> list[Metrics]:
+    """The ceiling's block of each group (an empty one where it has none), then its overall block."""
+    return [row.ceiling.groups.get(g) or Metrics.absent("no such group") for g in groups] + [row.ceiling.overall]
 
 
 def metric_reason(run: RunRecord, metrics: Metrics, key: str) -> str | None:
@@ -68,23 +124,29 @@ def leaderboard_table(runs: list[RunRecord]) -> Table:
         steps = Cell(MISSING if run.steps is None else str(run.steps))
         nfe = run.overall.nfe
         rows.append([Cell(run.name), steps, Cell(MISSING if nfe is None else f"{nfe:g}")] + [col[i] for col in columns])
+    ceilings = ceiling_rows(runs)
+    for row in ceilings:
+        rows.append([Cell(row.label), Cell(MISSING), Cell(MISSING)]
+                    + _ceiling_cells(row.ceiling.overall, [key for key, _, _ in COLUMNS]))
     notes = [
         f"{run.name}: {n} sample(s) failed and are excluded (see {run.path / 'results.json'} `errors`)."
         for run in runs
         if (n := len(run.results.errors))
-    ] + rank_deficiency_notes(runs)
+    ] + rank_deficiency_notes(runs) + ceiling_notes(runs, ceilings)
     headers = ["Method", "Steps", "NFE"] + [label for _, label, _ in COLUMNS]
     return Table(headers, rows, ["l", "r", "r"] + ["r"] * len(COLUMNS), notes)
 
 
 def leaderboard_frame(runs: list[RunRecord]) -> pd.DataFrame:
-    """Numeric leaderboard: one row per run, value / CI bounds / missing reason per metric, and provenance."""
+    """Numeric leaderboard: one row per run (`row` "run"), value / CI bounds / missing reason per metric, and
+    provenance; then one row per tracker ceiling (`row` "tracker ceiling", IoU and ObjMC only)."""
+    keys = [key for key, _, _ in COLUMNS] + list(CSV_EXTRA)
     records = []
     for run in runs:
         info = run.info()
         metrics = run.overall
-        record = {"method": run.name, "steps": run.steps, "nfe": metrics.nfe, "n": metrics.n}
-        for key, _, _ in COLUMNS:
+        record = {"method": run.name, "row": "run", "steps": run.steps, "nfe": metrics.nfe, "n": metrics.n}
+        for key in keys:
             ci = metrics.interval(key) or [None, None]
             record[key] = metrics.value(key)
             record[f"{key}_ci_lo"], record[f"{key}_ci_hi"] = ci
@@ -92,8 +154,19 @@ def leaderboard_frame(runs: list[RunRecord]) -> pd.DataFrame:
         for k in ("errors", "generator", "condition", "bench_hash", "git_commit", "created"):
             record[k] = info[k]
         records.append(record)
+    for row in ceiling_rows(runs):
+        metrics = row.ceiling.overall
+        record = {"method": row.label, "row": "tracker ceiling", "steps": None, "nfe": None, "n": metrics.n}
+        for key in keys:
+            value = metrics.value(key) if key in CEILING_METRICS + CSV_EXTRA else None
+            record[key] = value
+            ci = (metrics.interval(key) if value is not None else None) or [None, None]
+            record[f"{key}_ci_lo"], record[f"{key}_ci_hi"] = ci
+            record[f"{key}_note"] = None
+        record["generator"] = "ground-truth"
+        records.append(record)
     frame = pd.DataFrame.from_records(records)
-    numeric = [c for c in frame.columns if c in LABELS or c.endswith(("_ci_lo", "_ci_hi"))]
+    numeric = [c for c in frame.columns if c in keys or c.endswith(("_ci_lo", "_ci_hi"))]
     frame[numeric] = frame[numeric].astype("float64")
     frame["steps"] = frame["steps"].astype("Int64")
     return frame
@@ -113,22 +186,30 @@ def group_labels(runs: list[RunRecord]) -> list[str]:
 
 
 def group_table(runs: list[RunRecord], key: str) -> Table:
-    """Methods as rows, object-count groups (then "All") as columns, for one metric; best per column bold."""
+    """Methods as rows, object-count groups (then "All") as columns, for one metric; best per column bold; the
+    tracker ceilings under them for IoU and ObjMC."""
     groups = group_labels(runs)
     columns = [_metric_cells(runs, [r.results.group(g) for r in runs], key) for g in groups]
     columns.append(_metric_cells(runs, [r.overall for r in runs], key))
     rows = [[Cell(run.name)] + [col[i] for col in columns] for i, run in enumerate(runs)]
+    if key in CEILING_METRICS:
+        for row in ceiling_rows(runs):
+            rows.append([Cell(row.label)] + [_ceiling_cells(m, [key])[0] for m in ceiling_scopes(row, groups)])
     headers = ["Method"] + [f"{g} obj" for g in groups] + ["All"]
     return Table(headers, rows, ["l"] + ["r"] * (len(groups) + 1))
 
 
 def group_frame(runs: list[RunRecord], key: str) -> pd.DataFrame:
-    """Wide numeric per-group table for one metric: index = method, columns = groups then "All"."""
+    """Wide numeric per-group table for one metric: index = method (then the tracker ceilings, for IoU and ObjMC),
+    columns = groups then "All"."""
     groups = group_labels(runs)
     data = {
         run.name: [run.results.group(g).value(key) for g in groups] + [run.overall.value(key)]
         for run in runs
     }
+    if key in CEILING_METRICS:
+        for row in ceiling_rows(runs):
+            data[row.label] = [m.value(key) for m in ceiling_scopes(row, groups)]
     frame = pd.DataFrame.from_dict(data, orient="index", columns=groups + ["All"], dtype="float64")
     frame.index.name = "method"
     return frame
@@ -165,6 +246,9 @@ def write_leaderboard(
                 "settings": run.results.settings,
             }
             for run in runs
+        ],
+        "ceiling": [
+            {"label": row.label, "runs": list(row.runs), **row.ceiling.to_json()} for row in ceiling_rows(runs)
         ],
         "report": provenance or {},
     }

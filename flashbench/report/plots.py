@@ -11,7 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from flashbench.report.leaderboard import GROUP_METRICS, LABELS, group_labels  # noqa: E402
+from flashbench.report.leaderboard import (  # noqa: E402
+    CEILING_METRICS,
+    GROUP_METRICS,
+    LABELS,
+    ceiling_rows,
+    ceiling_scopes,
+    group_labels,
+)
 from flashbench.report.runs import RunRecord  # noqa: E402
 from flashbench.report.tables import is_missing  # noqa: E402
 from flashbench.results import Metrics  # noqa: E402
@@ -45,12 +52,19 @@ def _err(metrics: Metrics, key: str, value: float) -> tuple[float, float]:
 
 
 def plot_by_group(runs: list[RunRecord], path: Path) -> Path:
-    """Four panels (FID, FVD, M-IoU, B-IoU) of metric vs object-count group, one line per method, 95% CI bars."""
+    """One panel per GROUP_METRICS (FID, FVD, M-IoU, B-IoU, ObjMC) of metric vs object-count group, one line per
+    method, 95% CI bars; the first tracker ceiling as a dashed grey line on the IoU and ObjMC panels."""
     groups = group_labels(runs)
     x = np.arange(len(groups))
+    ceilings = ceiling_rows(runs)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), constrained_layout=True)
-        for ax, key in zip(axes.flat, GROUP_METRICS, strict=True):
+        fig, axes = plt.subplots(2, 3, figsize=(14, 6.5), constrained_layout=True)
+        for ax in axes.flat[len(GROUP_METRICS):]:
+            ax.axis("off")
+        for ax, key in zip(axes.flat, GROUP_METRICS, strict=False):
+            if ceilings and key in CEILING_METRICS:
+                y = [_value(m, key) for m in ceiling_scopes(ceilings[0], groups)[:-1]]
+                ax.plot(x, y, ls="--", lw=1.2, color="0.45", label="tracker ceiling (ground truth)")
             for i, (run, color) in enumerate(zip(runs, _colors(len(runs)), strict=True)):
                 scopes = [run.results.group(g) for g in groups]
                 y = np.array([_value(m, key) for m in scopes])
@@ -74,8 +88,8 @@ def plot_by_group(runs: list[RunRecord], path: Path) -> Path:
             ax.set_title(LABELS[key])
             ax.set_xticks(x, groups)
             ax.set_xlabel("objects per video")
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(runs), 5), frameon=False)
+        handles, labels = axes.flat[GROUP_METRICS.index("mask_iou")].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
         fig.savefig(path)
         plt.close(fig)
     return Path(path)

@@ -1,4 +1,4 @@
-"""What the report header says about how FID/FVD were computed, and the warnings results.json carries.
+"""What the report header says about how FID/FVD (and ObjMC) were computed, and the warnings results.json carries.
 
 `protocol_lines`: the FID frames and the FVD protocol (clips of N frames, or whole videos as the TF / StyleGAN-V
 references do) from each run's results.json `settings`; runs that differ are listed one by one with a warning,
@@ -30,7 +30,8 @@ def fid_protocol(settings: dict) -> str:
 
 
 def protocol_lines(runs: list[RunRecord]) -> list[str]:
-    """Header lines: `FID: ...` and `FVD: ...`, shared by all runs or listed per run with a warning."""
+    """Header lines: `FID: ...` and `FVD: ...`, shared by all runs or listed per run with a warning; `ObjMC: ...`
+    when a run has it."""
     lines = []
     for label, describe in (("FID", fid_protocol), ("FVD", fvd_protocol)):
         per_run = {run.name: describe(run.results.settings) for run in runs}
@@ -39,6 +40,10 @@ def protocol_lines(runs: list[RunRecord]) -> list[str]:
         else:
             listing = "; ".join(f"{name}: {text}" for name, text in per_run.items())
             lines.append(f"{label}: WARNING, the runs differ ({listing}); their {label}s are not comparable.")
+    if any("objmc" in run.results.settings for run in runs):
+        lines.append("ObjMC: mean distance in pixels between the tracked and the target mask centroid of each object "
+                     "(MotionCtrl's object-motion metric); a lost object counts as the frame diagonal "
+                     "(leaderboard.csv `objmc_norm`: in percent of the diagonal).")
     if any(fvd_protocol(run.results.settings).startswith("I3D on non-overlapping") for run in runs):
         lines.append("The TF / StyleGAN-V FVD references feed each whole video to I3D; evaluate with "
                      "`--fvd-protocol whole-video` for numbers on that protocol.")

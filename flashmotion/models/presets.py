@@ -44,6 +44,12 @@ class BackbonePreset:
     tokenizer: str | None
     max_sequence_length: int
 
+    @property
+    def self_contained(self) -> bool:
+        """True for the CPU presets, which build every component from scratch (random-init text encoder, a VAE
+        and DiT trained by stage 0); False for presets whose weights come from a pretrained folder."""
+        return self.text_encoder is not None
+
 
 WAN22_TI2V_5B = BackbonePreset(
     name="wan2.2-ti2v-5b",
@@ -135,7 +141,27 @@ TINY = BackbonePreset(
     max_sequence_length=16,
 )
 
-PRESETS: dict[str, BackbonePreset] = {p.name: p for p in (WAN22_TI2V_5B, TINY)}
+# The CPU toy at which FlashMotion is meant to learn (docs/TRAINING.md, "Toy scale"): tiny's VAE (8x spatial,
+# 4x temporal, 48 channels) and text encoder, and a DiT that resolves objects: patch 1x1 (one token per latent
+# position, 8x8 px; a 64x64 frame is 8x8 tokens) and width 128 > its 48-value tokens (tiny's width 64 was
+# narrower than its 192-value 2x2 tokens and could not copy a latent patch).
+TOY = BackbonePreset(
+    name="toy",
+    transformer={
+        **TINY.transformer,
+        "patch_size": [1, 1, 1],
+        "num_attention_heads": 2,
+        "attention_head_dim": 64,
+        "ffn_dim": 256,
+        "num_layers": 4,
+    },
+    vae=TINY.vae,
+    text_encoder=TINY.text_encoder,
+    tokenizer=TINY.tokenizer,
+    max_sequence_length=TINY.max_sequence_length,
+)
+
+PRESETS: dict[str, BackbonePreset] = {p.name: p for p in (WAN22_TI2V_5B, TINY, TOY)}
 
 
 def get_preset(name: str) -> BackbonePreset:

@@ -35,17 +35,21 @@ class DataConfig:
     """bench: FlashBench benchmark folder; frames: 4k+1 frames per clip; size: [H, W] of the model input;
     random_crop: crop a random window of `min_crop` to 1 of each side (keeping the target aspect) before resizing
     (off when `cache` is set: cached latents need deterministic inputs); cache: folder of the latent/embedding
-    cache (null: no cache); condition: the trajectory map kind (mask | box) unless the method picks one per step (stage 1's
-curriculum); negative_prompt: the CFG negative text."""
+    cache (null: no cache); native_crop: with random_crop, a `size` window at the benchmark's own pixel scale
+    (no resize: the VAE's convolutions see objects at the size they are scored at); condition: the trajectory map kind (mask | box) unless the method picks one per step (stage 1's
+curriculum); negative_prompt: the CFG negative text; val_bench: a held-out benchmark for the stage's validation
+(`validate_every`; flashmotion.train.validation)."""
 
     bench: str | None = None
     frames: int = 9
     size: list[int] = field(default_factory=lambda: [32, 32])
     random_crop: bool = True
     min_crop: float = 0.8
+    native_crop: bool = False
     cache: str | None = None
     condition: str = "mask"
     negative_prompt: str = ""
+    val_bench: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 1:
@@ -68,7 +72,8 @@ training); batch_size: GLOBAL batch per step
     max global grad norm per optimizer (null: none); ema: EMA decay of the trainable parameters (null: off; the
     export uses the EMA weights); mixed_precision: auto = bf16 autocast on CUDA, fp32 on CPU; distributed: ddp
     (gradient averaging) or fsdp (FSDP2 fully_shard per role) under torchrun; checkpoint_every / keep_checkpoints:
-    resumable checkpoints; log_every: CSV rows; seed: base seed (rank r uses seed + r)."""
+    resumable checkpoints; log_every: CSV rows; validate_every / validate_clips: the stage's held-out
+    validation every N steps (0: off) on the first clips of data.val_bench (flashmotion.train.validation); seed: base seed (rank r uses seed + r)."""
 
     stage: str
     preset: str = "tiny"
@@ -92,6 +97,8 @@ training); batch_size: GLOBAL batch per step
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     log_every: int = 1
+    validate_every: int = 0
+    validate_clips: int = 4
     init: dict[str, str | None] = field(default_factory=dict)  # null: drop a pipeline default
     data: DataConfig = field(default_factory=DataConfig)
     method: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +112,12 @@ training); batch_size: GLOBAL batch per step
             (self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (self.validate_every >= 0, f"validate_every must be >= 0 (0: off), got {self.validate_every}"),
+            (self.validate_every % self.log_every == 0, f"validate_every ({self.validate_every}) must be a multiple of "
+             f"log_every ({self.log_every}): validation values go into the log rows"),
+            (self.validate_clips >= 1, f"validate_clips must be >= 1, got {self.validate_clips}"),
+            (not self.validate_every or self.data.val_bench is not None,
+             "validate_every needs data.val_bench=DIR: a held-out benchmark no training uses"),
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"),
             (self.distributed in DISTRIBUTED, f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),

@@ -4,7 +4,8 @@
 - frames: a window of `frames` (4k+1) consecutive frames starting at a random offset (offset 0 when the video is
   exactly that long; a shorter video repeats its last frame);
 - space: a random crop with sides `min_crop`..1 of the largest window of the target aspect ratio (centred full
-  window without random crop), resized to `size` (antialiased bilinear for pixels, nearest for masks);
+  window without random crop), resized to `size` (antialiased bilinear for pixels, nearest for masks); with
+  `native_crop`, a random `size` window of the frame itself (no resize);
 - video (T, H, W, 3) uint8, first frame = frame 0 of the clip, prompt, and the mask and box trajectory maps
   rendered by flashbench.data.trajectories.render_condition from the cropped/resized masks (boxes re-derived).
 The randomness of item (index, epoch) comes from numpy's Philox keyed by (seed, epoch, index): the same item
@@ -92,8 +93,12 @@ class ClipDataset(torch.utils.data.Dataset):
         idx = np.minimum(np.arange(start, start + frames), len(video) - 1)
         video, masks = video[idx], masks[idx]
         size = (int(self.config.size[0]), int(self.config.size[1]))
-        scale = float(rng.uniform(self.config.min_crop, 1.0)) if rng is not None else 1.0
-        y0, x0, h, w = crop_window(sample.height, sample.width, size, scale, rng)
+        if self.config.native_crop and rng is not None:  # a `size` window at the benchmark's own pixel scale
+            h, w = min(size[0], sample.height), min(size[1], sample.width)
+            y0, x0 = int(rng.integers(0, sample.height - h + 1)), int(rng.integers(0, sample.width - w + 1))
+        else:
+            scale = float(rng.uniform(self.config.min_crop, 1.0)) if rng is not None else 1.0
+            y0, x0, h, w = crop_window(sample.height, sample.width, size, scale, rng)
         video = resize_frames(np.ascontiguousarray(video[:, y0 : y0 + h, x0 : x0 + w]), size)
         masks = resize_masks(np.ascontiguousarray(masks[..., y0 : y0 + h, x0 : x0 + w]), size)
         boxes = boxes_from_masks(masks)

@@ -68,21 +68,33 @@ class TrainLog:
         self._file = self.path.open("a", newline="")
 
     def plot(self, path: Path) -> Path | None:
-        """Loss curves (keys containing 'loss') against step, one panel per key; None when there is nothing."""
-        keys = sorted({k for row in self.rows for k in row if "loss" in k})
-        if not keys:
+        """Training loss curves (keys containing 'loss') against step, one panel per key, and the held-out
+        validation curves (`val/...`), one panel per family (`val/x0_err@0.5` with `val/x0_err@0.97` and
+        `val/x0_err_static`, `val/loss` with `val/loss_swapped`); None when there is nothing."""
+        names = {k for row in self.rows for k in row}
+        panels: dict[str, list[str]] = {k: [k] for k in sorted(n for n in names if "loss" in n and not n.startswith("val/"))}
+        for key in sorted(n for n in names if n.startswith("val/")):
+            family = key.split("@")[0].removesuffix("_static").removesuffix("_swapped")
+            panels.setdefault(family, []).append(key)
+        if not panels:
             return None
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.4 * len(keys)), squeeze=False)
-        for ax, key in zip(axes[:, 0], keys, strict=True):
-            points = [(row["step"], row[key]) for row in self.rows if key in row]
-            ax.plot([p[0] for p in points], [p[1] for p in points], lw=1)
-            ax.set_ylabel(key)
-            ax.set_yscale("log" if all(p[1] > 0 for p in points) else "linear")
+        fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels)), squeeze=False)
+        for ax, (title, keys) in zip(axes[:, 0], panels.items(), strict=True):
+            positive = True
+            for key in keys:
+                points = [(row["step"], row[key]) for row in self.rows if key in row and row[key] == row[key]]
+                ax.plot([p[0] for p in points], [p[1] for p in points], lw=1, marker="." if title.startswith("val/") else None,
+                        label=key)
+                positive = positive and all(p[1] > 0 for p in points)
+            ax.set_ylabel(title)
+            ax.set_yscale("log" if positive else "linear")
+            if len(keys) > 1:
+                ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("step")
         fig.tight_layout()

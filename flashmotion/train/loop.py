@@ -9,7 +9,9 @@ Per optimizer step s (0-based) with global batch B, W ranks and A accumulation m
   (`backward(inputs=...)`; a plain backward for FSDP-sharded parameters), and on the last micro-batch averages the gradients over ranks, clips them to
   `grad_clip` (global norm), steps the AdamW optimizer and its LR schedule, zeroes the gradients and updates the
   EMA shadow (p_ema <- d p_ema + (1 - d) p);
-- logged values are averaged over micro-batches and ranks; rows go to `<out>/log.csv` every `log_every` steps.
+- logged values are averaged over micro-batches and ranks; rows go to `<out>/log.csv` every `log_every` steps;
+- with `validate_every`, the method's held-out validation (flashmotion.train.validation) adds `val/...` columns
+  to the rows of those steps (EMA weights, eval mode, its own seeded generator: training's streams are untouched).
 Models are built with the global RNGs seeded with `seed` on every rank (and, for ddp, rank 0's trainable
 weights are broadcast); training then seeds them with seed + rank. A checkpoint is written every `checkpoint_every` steps
 and at the end; `resume=True` restores the latest one and continues exactly (same CSV as an uninterrupted run).
@@ -40,6 +42,7 @@ from flashmotion.train.data import BatchEncoder, ClipDataset, batch_order
 from flashmotion.train.logging import TrainLog
 from flashmotion.train.method import StepContext, TrainingMethod
 from flashmotion.train.registry import get_stage
+from flashmotion.train.validation import ValidatingMethod, ValidationSet
 
 DONE = "done.json"
 
@@ -212,6 +215,11 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
 
     dataset = ClipDataset(config.data, seed=config.seed)
     encoder = BatchEncoder(encoders, config.data, stage.inputs, dataset.bench, device)
+    validation = None
+    if config.validate_every:
+        if not isinstance(method, ValidatingMethod):
+            raise ModelConfigError(f"stage {config.stage} has no held-out validation; drop validate_every")
+        validation = ValidationSet(config, encoders, stage.inputs, device)
     start = 0
     data_order = {"seed": config.seed, "num_samples": len(dataset), "batch_size": config.batch_size}
     if resume:
@@ -252,8 +260,12 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
         values = distributed.mean_over_ranks(_mean_logs(rows), env.world_size, device)
         done = step + 1
         pending.append(values)
+        checks = {}
+        if validation is not None and (done % config.validate_every == 0 or done == config.steps):
+            with precision.autocast_context(config, device):  # the training step's number formats (bf16 roles)
+                checks = _validate(validation, method, modules, opt, kind)
         if env.is_main and (done % config.log_every == 0 or done == config.steps):
-            log.log(done, _mean_logs(pending))
+            log.log(done, {**_mean_logs(pending), **checks})
             bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if "loss" in k})
         if done % config.log_every == 0:
             pending = []
@@ -298,6 +310,18 @@ def _write_config(out: Path, config: TrainConfig, config_path: str | None, metho
     dtypes = {"autocast": str(autocast).removeprefix("torch.") if autocast else None, "roles": roles}
     record = {"config": to_dict(config), "config_file": config_path, "dtypes": dtypes}
     (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _validate(validation: ValidationSet, method, modules: dict[str, torch.nn.Module], opt: Optimization, kind: str) -> dict[str, float]:
+    """The method's held-out validation with the EMA weights, every module in eval mode; training mode after."""
+    for module in modules.values():
+        module.eval()
+    try:
+        with opt.ema_weights():
+            return validation.run(method, kind)
+    finally:
+        for module in modules.values():
+            module.train()
 
 
 def _export_sharded(config, stage, mcfg, method, modules, env, directory: Path) -> None:

@@ -1,7 +1,7 @@
 """`flashmotion pipeline`: every stage of a preset in order, each in `<out>/<stage>`, skipping finished stages
 (`done.json`) and resuming interrupted ones from their latest checkpoint.
 
-Order: stage0_vae -> stage0_dit (tiny only: the 5B preset starts from Wan2.2's weights) -> stage1_adapter ->
+Order: stage0_vae -> stage0_dit (self-contained presets, tiny and toy, only: the 5B preset starts from Wan2.2's weights) -> stage1_adapter ->
 stage2_dmd -> stage3_hybrid -> the optional runs of `OPTIONAL_RUNS` whose config exists (the ControlNet variants of
 stages 1 and 3, the LCM baseline) -> ablations (every `ablation_*.yaml` of the config folder, by name). Each run
 reads `<configs>/<name>.yaml`, gets `data.bench` and `out` from the pipeline and its input checkpoints (`init`)
@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from flashmotion.errors import ModelConfigError
+from flashmotion.models.presets import get_preset
 from flashmotion.train.config import load_config, read_yaml
 from flashmotion.train.loop import is_finished, train
 
@@ -34,7 +35,7 @@ PRODUCES = {"stage0_vae": "encoders", "stage0_dit": "teacher", "stage1_adapter":
 def plan(preset: str, configs: Path, until: str | None = None) -> list[tuple[str, Path]]:
     """(run name, config file) in pipeline order, up to and including `until` (a stage or ablation name; None:
     everything); a missing stage config is a one-line error."""
-    stages = TINY_STAGES if preset == "tiny" else MODEL_STAGES
+    stages = TINY_STAGES if get_preset(preset).self_contained else MODEL_STAGES
     if until is not None and until in stages:
         stages = stages[: stages.index(until) + 1]
     runs = []
@@ -59,8 +60,10 @@ def run_pipeline(
     configs: Path | None = None,
     model_path: str | None = None,
     until: str | None = None,
+    val_bench: Path | None = None,
 ) -> list[Path]:
-    """Run the pipeline (up to `until`); returns the finished stage folders."""
+    """Run the pipeline (up to `until`); returns the finished stage folders. `val_bench`: the held-out benchmark
+    of the runs whose config validates (`validate_every`); such a run without one is a one-line error."""
     configs = Path(configs) if configs is not None else Path("configs") / preset
     out = Path(out)
     runs = plan(preset, configs, until)
@@ -74,6 +77,8 @@ def run_pipeline(
         overrides = [f"out={stage_out}", f"data.bench={bench}", f"preset={preset}"]
         if model_path is not None:
             overrides.append(f"model_path={model_path}")
+        if val_bench is not None:
+            overrides.append(f"data.val_bench={val_bench}")
         inputs = resolve_inputs(init, data.get("init") or {}, out, name)
         overrides += [f"init.{key}={value}" for key, value in inputs.items()]
         if (data.get("data") or {}).get("cache") is not None:

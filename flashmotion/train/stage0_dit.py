@@ -28,6 +28,7 @@ from flashmotion.models.build import Conditioning, Encoders, RoleModel, build_ro
 from flashmotion.sampling import NUM_TRAIN_TIMESTEPS, add_noise, randn, shift_sigma
 from flashmotion.train.method import StepContext, TrainBatch
 from flashmotion.train.registry import Stage, register, role_kwargs
+from flashmotion.train.validation import x0_errors
 
 
 @dataclass
@@ -96,6 +97,10 @@ class DiTPretraining:
         cond = drop_prompts(batch.cond, self.config.prompt_dropout, ctx.generator)
         loss = flow_matching_loss(self.teacher, batch.latents, cond, self.config.shift, ctx.generator)
         return {"loss/flow_matching": float(loss.detach()), **ctx.optimize("teacher", loss)}
+
+    def validate(self, batch: TrainBatch, generator: torch.Generator) -> dict[str, float]:
+        """val/x0_err@S and val/x0_err_static on held-out clips (flashmotion.train.validation)."""
+        return x0_errors(self.teacher, batch, generator)
 
     def state_dict(self) -> dict:
         return {}

@@ -31,6 +31,7 @@ from flashmotion.models.backbone import SUBFOLDERS
 from flashmotion.models.build import Encoders, build_role, export_checkpoint
 from flashmotion.train.method import StepContext, TrainBatch
 from flashmotion.train.registry import Stage, register, role_kwargs
+from flashmotion.train.validation import psnr
 
 
 @dataclass
@@ -87,6 +88,11 @@ class VAETraining:
         self._track(mu.detach())
         logs = {"loss/total": float(loss.detach()), "loss/l1": float(l1.detach()), "loss/l2": float(l2.detach()), "loss/kl": float(kl.detach())}
         return {**logs, **ctx.optimize("vae", loss)}
+
+    def validate(self, batch: TrainBatch, generator: torch.Generator) -> dict[str, float]:
+        """val/psnr: the held-out clips through the posterior mean (flashmotion.train.validation)."""
+        recon = self.vae.decode(self.vae.encode(batch.video).latent_dist.mean).sample
+        return {"val/psnr": psnr(recon, batch.video)}
 
     def _track(self, mu: torch.Tensor) -> None:
         flat = mu.transpose(0, 1).reshape(mu.shape[1], -1).double()

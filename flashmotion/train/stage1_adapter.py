@@ -27,6 +27,7 @@ from flashmotion.train.method import StepContext, TrainBatch
 from flashmotion.train.precision import frozen_dtype
 from flashmotion.train.registry import Stage, register, role_kwargs
 from flashmotion.train.stage0_dit import drop_prompts, flow_matching_loss
+from flashmotion.train.validation import trajectory_losses
 
 
 @dataclass
@@ -72,6 +73,11 @@ class AdapterTraining:
         loss = flow_matching_loss(self.slow, batch.latents, cond, self.config.shift, ctx.generator)
         logs = {"loss/flow_matching": float(loss.detach()), "box_maps": float(self.condition_kind(ctx.step) == "box")}
         return {**logs, **ctx.optimize("adapter", loss)}
+
+    def validate(self, batch: TrainBatch, generator: torch.Generator) -> dict[str, float]:
+        """val/loss with each clip's trajectory map, val/loss_swapped with another clip's
+        (flashmotion.train.validation)."""
+        return trajectory_losses(self.slow, batch, generator)
 
     def state_dict(self) -> dict:
         return {"mask_steps": self.mask_steps}

@@ -15,6 +15,7 @@ SEGMENTERS: dict[str, str] = {
     "mobilesam": "flashbench.metrics.segment.mobilesam:load_mobilesam",
     "sam": "flashbench.metrics.segment.sam:load_sam",
     "sam2": "flashbench.metrics.segment.sam2:load_sam2",
+    "efficienttam": "flashbench.metrics.segment.sam2:load_efficienttam",
 }
 
 
@@ -77,10 +78,10 @@ def check_track_inputs(
 def load_segmenter(
     name: str, device: str = "cpu", checkpoint: str | Path | None = None, progress: bool = True
 ) -> Segmenter:
-    """Build a registered segmenter ('mobilesam' (default), 'sam', 'sam2') on `device`.
+    """Build a registered segmenter ('mobilesam' (default), 'sam', 'sam2', 'efficienttam') on `device`.
 
     checkpoint: a weight file; MobileSAM defaults to the cached `flashbench weights fetch mobilesam` file,
-    SAM and SAM2 need one. progress: show a tqdm bar over frames.
+    SAM, SAM 2 and EfficientTAM need one. progress: show a tqdm bar over frames.
     """
     try:
         target = SEGMENTERS[name]

@@ -12,22 +12,27 @@ Algorithm (the same for MobileSAM and SAM vit_b/l/h; every rule is deterministic
    when all 8 are empty, e.g. an object too small for the encoder). No loss rule applies on the prompt
    frame, so a prompted object always has a mask there. Its appearance
    prototype (appearance.py: the mean unit embedding vector under M) is stored.
-3. Tracked frame: the prompt comes from the object's previous mask P: box (united with its
-   constant-velocity extrapolation, widened by ``box_margin``), positive points shifted by the last
-   displacement, negative points on the other objects' previous masks inside the box. ``dense_prompt``
-   chooses the hypotheses: "none" (default: box + points, 4), "mask" (P's low-res logits as dense prompt,
-   4) or "both" (8). A dense prompt makes masks stick where the object was on fast synthetic motion
-   (tests/test_tracker_rules.py), and costs a decoder pass. Each hypothesis h gets
-   ``overlap(h) = IoU(h, P moved by its last displacement)``, ``growth(h) = area(h) / the largest area
-   kept so far`` and ``similarity(h)`` = cosine similarity of its prototype to the object's (the better
+3. Tracked frame: the object's previous mask P is moved to this frame (P'): shifted by its last
+   displacement (default), or with ``flow`` (off by default: it scored lower on the synthetic scenes of
+   tests/test_segment.py, whose flat-coloured objects give the flow little to match) carried along the dense
+   optical flow from this frame back to the previous one (OpenCV DIS computed with the longest side at
+   ``flow_side``, flow.py; shifted when the carried mask is empty). The prompt comes from P (its box united
+   with its constant-velocity extrapolation, points shifted by the last displacement) or with ``flow`` from
+   the carried mask P': the box widened by
+   ``box_margin``, positive points at its most interior pixels, negative points on the other objects'
+   moved masks inside the box. ``dense_prompt`` chooses the hypotheses: "none" (default: box + points, 4),
+   "mask" (P' as dense prompt, or P's low-res logits with ``flow`` off; 4) or "both" (8). A dense prompt
+   makes masks stick where the object was on fast synthetic motion (tests/test_tracker_rules.py), and costs
+   a decoder pass. Each hypothesis h gets ``overlap(h) = IoU(h, P')``, ``growth(h) = area(h) / the largest
+   area kept so far`` and ``similarity(h)`` = cosine similarity of its prototype to the object's (the better
    of the prompt frame's and the last kept mask's).
 4. Loss rules (never on the prompt frame): a hypothesis is admissible when it is non-empty, ``overlap >=
    min_overlap`` (it did not jump elsewhere), ``growth <= max_growth`` (no leak onto the background; the
    reference is the object's own largest area, which a box growing with the mask cannot hide) and
    ``similarity >= min_similarity`` (the box does not hold an occluder or background). The admissible one
    with the highest ``overlap + coverage_weight * coverage + score_weight * predicted IoU +
-   similarity_weight * similarity - size_weight * |log growth|`` is kept (coverage: the fraction of the
-   moved P inside h; the last two terms prefer the whole object to one of its parts, e.g. when it comes
+   similarity_weight * similarity - size_weight * |log growth|`` is kept (coverage: the fraction of P'
+   inside h; the last two terms prefer the whole object to one of its parts, e.g. when it comes
    out from behind an occluder, whose visible half IoU alone would keep);
    when none is admissible the object is lost from this frame on (its mask is empty) until re-detected.
 5. Re-detection, every frame while lost: each embedding cell's similarity to the object's two prototypes
@@ -64,6 +69,7 @@ from flashbench.data.objects import boxes_from_masks
 from flashbench.metrics.segment.appearance import cell_features, prototypes, similarity_map
 from flashbench.metrics.segment.base import check_track_inputs
 from flashbench.metrics.segment.encoder import EncoderSettings, auto_image_size, encode_frames, input_shape
+from flashbench.metrics.segment.flow import BackwardFlow, warp
 from flashbench.metrics.segment.prompts import interior_points, mask_logits, mask_prompts, negative_points
 
 
@@ -84,6 +90,8 @@ class TrackerSettings:
     redetect_similarity: float = 0.6
     min_score: float = 0.5
     exclusive: bool = True
+    flow: bool = False  # tracked frames: previous masks carried along optical flow (default: constant velocity)
+    flow_side: int = 320  # longest side of the frames the flow is computed on
 
 
 @dataclass
@@ -188,21 +196,26 @@ class SamTracker:
         tracks: dict[int, _Track] = {}
         start = int(prompt_frames.min())
         embeddings = self.encode(model, frames[start:])
+        flow = BackwardFlow(self.settings.flow_side) if self.settings.flow else None
         bar = tqdm(range(start, t_total), desc=f"segment ({self.name})", unit="frame", disable=not self.progress, leave=False)
         for t in bar:
             tick = time.perf_counter()
             embedding = next(embeddings)
             tock = time.perf_counter()
             step.set_embedding(embedding)
+            back = None if flow is None else flow.next(frames[t])
             new = np.flatnonzero(prompt_frames == t)
             for k in new:
                 others = [prompt_masks[j] for j in new if j != k]
                 tracks[int(k)] = step.start(prompt_masks[k], others)
-            shown = {j: tr.mask for j, tr in tracks.items() if not tr.lost}  # masks before this frame's update
+            # masks before this frame's update (the tracked ones carried to this frame when there is a flow)
+            shown = {j: tr.mask if back is None or j in new else warp(tr.mask, back)
+                     for j, tr in tracks.items() if not tr.lost}
             step.t = t
             for k in sorted(set(tracks) - set(new.tolist())):
                 step.k = k
-                step.follow(tracks[k], [m for j, m in sorted(shown.items()) if j != k])
+                moved = shown.get(k) if back is not None else None
+                step.follow(tracks[k], [m for j, m in sorted(shown.items()) if j != k], moved)
             if self.settings.exclusive:
                 step.exclude(tracks, {int(k): prompt_masks[k] for k in new})
             for k, track in tracks.items():
@@ -294,20 +307,27 @@ class _Step:
         sims = torch.maximum(protos @ track.prototype, protos @ track.recent_prototype)
         return sims.cpu().numpy()
 
-    def follow(self, track: _Track, others: list[np.ndarray]) -> None:
-        """Steps 3-5 on a frame after the prompt frame; updates `track` in place."""
+    def follow(self, track: _Track, others: list[np.ndarray], flowed: np.ndarray | None = None) -> None:
+        """Steps 3-5 on a frame after the prompt frame; updates `track` in place. `flowed`: the previous mask
+        carried to this frame along the optical flow (None: moved by constant velocity)."""
         if track.lost:
             self.redetect(track, others)
             return
-        box, points, labels = self._prompt(track.mask, track.prev_box, others)
-        masks, scores, lows = self.hypotheses(points, labels, box, track.logits)
         cur_box = boxes_from_masks(track.mask[None])[0]
-        if np.isnan(track.prev_box).any():
-            dx = dy = 0
+        if flowed is not None and flowed.any():
+            moved = flowed
+            box, points, labels = self._prompt(moved, np.full(4, np.nan), others)
+            dense = mask_logits(moved, self.input_hw, self.size, self.low_res)
         else:
-            d = (cur_box - track.prev_box).reshape(2, 2).mean(axis=0)
-            dx, dy = int(round(d[0])), int(round(d[1]))
-        moved = _shift(track.mask, dx, dy)
+            if np.isnan(track.prev_box).any():
+                dx = dy = 0
+            else:
+                d = (cur_box - track.prev_box).reshape(2, 2).mean(axis=0)
+                dx, dy = int(round(d[0])), int(round(d[1]))
+            moved = _shift(track.mask, dx, dy)
+            box, points, labels = self._prompt(track.mask, track.prev_box, others)
+            dense = track.logits
+        masks, scores, lows = self.hypotheses(points, labels, box, dense)
         overlap = _iou(masks, moved)
         coverage = np.logical_and(masks, moved).sum(axis=(1, 2)) / max(int(moved.sum()), 1)
         areas = masks.sum(axis=(1, 2))
