@@ -32,7 +32,8 @@ from typing import Any
 
 from baselines.multistep import ADAPTER_KIND, require_adapter
 from flashbench.generators.base import GeneratedVideo, GenerationRequest
-from flashmotion.checkpoint import ADAPTER_WEIGHTS, BACKBONE_DIR, CONFIG_NAME, read_config
+from flashmotion.checkpoint import ADAPTER_WEIGHTS, BACKBONE_DIR, CONFIG_NAME, allow_uncarded, read_config
+from flashmotion.checkpoint_cards import write_card
 from flashmotion.errors import CheckpointError, ModelConfigError
 from flashmotion.generator import FlashMotion
 from flashmotion.models.backbone import SUBFOLDERS
@@ -61,6 +62,7 @@ def combined_view(generator_checkpoint: Path, adapter_checkpoint: Path, director
                            "adapter_checkpoint": str(adapter_checkpoint), "generator": gen_cfg["metadata"],
                            "adapter": adapter_cfg["metadata"]}}
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_card(directory)  # the view's own files (links to the checked sources) are carded like any checkpoint
     return config
 
 
@@ -87,6 +89,9 @@ class DMDResNet(FlashMotion):
         self.sources = ({"checkpoint": s.checkpoint} if s.checkpoint is not None else
                         {"generator_checkpoint": str(generator_checkpoint), "adapter_checkpoint": str(adapter_checkpoint)})
         self._view = None
+        if s.trust_uncarded and s.checkpoint is None:
+            allow_uncarded(generator_checkpoint)
+            allow_uncarded(adapter_checkpoint)
         if s.checkpoint is None:
             self._view = tempfile.TemporaryDirectory(prefix="dmd-resnet-")  # removed with the generator
             config = combined_view(Path(generator_checkpoint), Path(adapter_checkpoint), Path(self._view.name))

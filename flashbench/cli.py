@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import math
 import sys
@@ -69,6 +70,37 @@ def folder_arg(text: str) -> Path:
     return path
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(text: str) -> str:
+    """`text` when it names a torch device of DEVICE_TYPES that this machine has; else FlashBenchError."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise FlashBenchError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FlashBenchError(f"--device {text}: this machine has no usable CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise FlashBenchError(f"--device {text}: there are only {torch.cuda.device_count()} GPUs (cuda:0 ...)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise FlashBenchError(f"--device {text}: MPS is not available here; use --device cpu")
+    return text
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError (disk full, read-only folder, name too long): what, where, what to do."""
+    name = errno.errorcode.get(e.errno or 0, "")
+    where = f" ({e.filename})" if e.filename else ""
+    hint = {"ENOSPC": "free disk space", "EROFS": "use a writable folder", "EACCES": "check the permissions",
+            "EPERM": "check the permissions", "ENAMETOOLONG": "use a shorter name"}.get(name, "check the path")
+    return f"{e.strerror or e}{where}{f' [{name}]' if name else ''}; {hint} and rerun"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="flashbench", description="Trajectory-control video benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +123,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FlashBenchError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the environment, not the code: disk full, read-only or missing folder, long name
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

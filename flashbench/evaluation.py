@@ -18,7 +18,12 @@ Sharded (`shard=Shard(i, N)`, `flashbench evaluate --shard i/N`): shard i scores
 do (flashbench.run_files). When every sample has a current record (same segmenter, same video file), the
 shard logs are folded into samples.jsonl in benchmark order and the run is aggregated by the unsharded code
 path, whose per-sample work is then all cache hits: results.json and samples.jsonl are the bytes one process
-writes, apart from provenance (timings, time, command). `finalize=False` leaves the folding to a later call
+writes, apart from provenance (timings, time, command). Each shard writes its own timings to
+RUN/timings.shard-i-of-N.json; the aggregation records them all in `provenance.shard_timings` and deletes
+the files (its own `timings` are those of the aggregating pass). Feature values are the same
+bytes only when every process uses the same number of CPU threads (`provenance.torch_threads`; torchrun sets
+OMP_NUM_THREADS=1 unless given): with other thread counts CPU float sums differ in the last digits (1.4e-5 seen
+in features). `finalize=False` leaves the folding to a later call
 (flashbench.distributed_eval: rank 0 does it after a barrier).
 """
 
@@ -65,6 +70,7 @@ from flashbench.run_files import (
     merge_logs,
     merged_records,
     read_json,
+    scored_inputs,
     shard_log_name,
     write_json,
 )
@@ -74,6 +80,7 @@ from flashbench.weights import sha256_file
 
 UNSHARDED = Shard()
 CEILING = "ceiling"  # sub-folder of the real-video cache holding the tracker ceiling's tracks
+SHARD_TIMINGS = "timings.shard-"  # RUN/timings.shard-i-of-N.json: one shard's timings
 IOU_CONVENTION = (
     "DAVIS J per object per frame: frames before the object's first visible (prompt) frame not scored; "
     "both empty = 1; one empty = 0; mean over scored frames, then objects, then samples; box IoU of the "
@@ -280,6 +287,7 @@ def evaluate(
     info, samples, generation = check_run(bench, run)
     verified = verify_benchmark(bench, verify)
     features = features if features is not None else build_features(settings)
+    check_clip_length(bench, features.settings)  # before any tracking, which takes far longer
     segmenter = segmenter if segmenter is not None else build_segmenter(settings)
     seg_info = segmenter.describe()
     seg_key = _key(seg_info)
@@ -313,6 +321,7 @@ def evaluate(
     ceiling = tracker_ceiling(bench, shard.select(samples), segmenter, seg_key, cache, sources, progress)
     timings["ceiling_seconds"] = time.perf_counter() - t0
     if shard.count > 1:
+        write_json(run / f"{SHARD_TIMINGS}{shard.index}-of-{shard.count}.json", timings)
         if not finalize or not _all_scored(run, todo, seg_key):
             return None
         return evaluate(bench, run, settings, segmenter, features, real_cache, progress)  # fold + aggregate
@@ -365,12 +374,28 @@ def evaluate(
             bench_root=str(bench.root.resolve()),
             eval_settings=asdict(settings),
             timings=timings,
+            shard_timings=_shard_timings(run),
+            torch_threads=_torch_threads(),
+            scored_inputs=scored_inputs(run),
         ),
         errors=errors,
         ceiling=ceiling_block,
     )
     write_json(run / RESULTS, results.to_json())
     return results
+
+
+def check_clip_length(bench: Benchmark, settings: FeatureSettings) -> None:
+    """VideoError unless every video of `bench` is long enough for one FVD clip under `settings`."""
+    from flashbench.metrics.fvd import MIN_CLIP_LEN
+
+    needed = settings.clip_len if settings.fvd_protocol == "clips" else MIN_CLIP_LEN
+    shortest = min(bench.samples, key=lambda s: s.num_frames, default=None)
+    if shortest is not None and shortest.num_frames < needed:
+        hint = (f"pass --clip-len {max(shortest.num_frames, MIN_CLIP_LEN)} or --fvd-protocol whole-video"
+                if shortest.num_frames >= MIN_CLIP_LEN else f"I3D needs >= {MIN_CLIP_LEN} frames: build longer videos")
+        raise VideoError(f"{shortest.id} has {shortest.num_frames} frames, fewer than the {needed} of one FVD clip "
+                         f"({settings.fvd_protocol}); {hint}")
 
 
 def build_features(settings: EvalSettings) -> FeatureExtractor:
@@ -384,6 +409,22 @@ def build_segmenter(settings: EvalSettings):
     from flashbench.metrics.segment.base import load_segmenter
 
     return load_segmenter(settings.segmenter, settings.device, settings.segmenter_checkpoint, progress=False)
+
+
+def _torch_threads() -> int:
+    """CPU threads torch computes features with (their float sums, hence the last digits, depend on it)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _shard_timings(run: Path) -> dict[str, dict]:
+    """{"shard-i-of-N": timings} of the shards since the last aggregation (their files are folded away)."""
+    paths = sorted(run.glob(f"{SHARD_TIMINGS}*.json"))
+    timings = {path.stem.removeprefix("timings."): read_json(path, "delete it and rerun") for path in paths}
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return timings
 
 
 def _all_scored(run: Path, todo: list[Sample], seg_key: str) -> bool:

@@ -19,7 +19,8 @@ OUT/index.csv (the same records, flat). The videos are expected back at OUT/vide
 
 Resumable: index.json is written first (with "complete": false) and again when every sample is done; a rerun
 with the same settings skips samples whose files exist (each file is written to a temp name, then renamed),
-and a rerun with other settings is refused.
+and a rerun with other settings is refused. OUT must be new, empty or an earlier export (it holds index.json),
+and outside the benchmark, so export never overwrites files it did not write.
 """
 
 from __future__ import annotations
@@ -118,6 +119,18 @@ def _settings(bench: Benchmark, fmt: str, condition: str, seed: int, limit: int 
                                       "content_hash": bench.meta.content_hash}}
 
 
+def _check_out(out: Path, bench: Benchmark) -> None:
+    """Refuse an --out that is a file, lies in the benchmark, or holds files other than an earlier export."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; give a new or empty folder")
+    root, target = bench.root.resolve(), out.resolve()
+    if target == root or root in target.parents:
+        raise ExportError(f"--out {out} is inside the benchmark {bench.root}; export to a folder outside it")
+    if out.is_dir() and not (out / INDEX_JSON).is_file() and any(out.iterdir()):
+        raise ExportError(f"--out {out} is not empty and holds no {INDEX_JSON} of an earlier export; "
+                          "give a new or empty folder")
+
+
 def _check_existing(out: Path, settings: dict) -> None:
     from flashbench.run_files import read_json
 
@@ -125,6 +138,8 @@ def _check_existing(out: Path, settings: dict) -> None:
     if not path.is_file():
         return
     existing = read_json(path, "delete the export folder or choose another --out")
+    if not isinstance(existing, dict) or "format_version" not in existing:
+        raise ExportError(f"{path} was not written by flashbench export; give a new or empty folder as --out")
     for key in ("format", "condition", "seed", "limit"):
         if existing.get(key) != settings[key]:
             raise ExportError(f"{out} was exported with {key} {existing.get(key)!r}, not {settings[key]!r}; "
@@ -150,6 +165,7 @@ def export(bench: Benchmark, out: Path, fmt: str, condition: str = "mask", seed:
         raise ExportError(f"unknown condition {condition!r}: use one of {', '.join(CONDITIONS)}")
     out = Path(out)
     settings = _settings(bench, fmt, condition, seed, limit)
+    _check_out(out, bench)
     _check_existing(out, settings)
     index = {**settings, "complete": False, "created": provenance.now(), "provenance": provenance.collect(),
              "outputs": OUTPUTS, "samples": []}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
+from flashbench.cli import folder_arg
 from flashbench.export import EXPORT_FORMATS, INDEX_JSON, MAGICMOTION_CSV, OUTPUTS
 from flashbench.generators.base import CONDITIONS
 
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bench", type=Path, required=True, help="benchmark folder")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="input layout to write")
-    p.add_argument("--out", type=Path, required=True, help="export folder")
+    p.add_argument("--out", type=folder_arg, required=True, help="export folder: new, empty or an earlier export")
     p.add_argument("--condition", default=CONDITIONS[0], choices=CONDITIONS, help="trajectory map to render")
     p.add_argument("--seed", type=int, default=0, help="run seed; per-sample seeds match `flashbench generate --seed`")
     p.add_argument("--limit", type=int, default=None, help="only the first N samples of the benchmark")
@@ -33,11 +35,13 @@ def _export(args: argparse.Namespace) -> int:
     index = export(Benchmark.load(args.bench), args.out, args.format, condition=args.condition, seed=args.seed,
                    limit=args.limit)
     print(f"exported {len(index['samples'])} samples ({args.format}, {args.condition}) to {args.out}")
+    out = args.out.resolve()
     if args.format == "magicmotion":
         from baselines.magicmotion import inference_command
 
-        command = inference_command(args.out / MAGICMOTION_CSV, args.condition)
-        print(f"run in your MagicMotion clone: {' '.join(command)}")
-    print(f"then: flashbench generate --bench {args.bench} --generator \"videos dir={args.out / OUTPUTS}\" "
-          f"--condition {args.condition} --seed {args.seed} --out RUN")
+        print(f"run in your MagicMotion clone: {shlex.join(inference_command(out / MAGICMOTION_CSV, args.condition))}")
+    then = ["flashbench", "generate", "--bench", str(args.bench.resolve()), "--generator",
+            f"videos {shlex.quote(f'dir={out / OUTPUTS}')}",
+            "--condition", args.condition, "--seed", str(args.seed), "--out", "RUN"]
+    print(f"then: {shlex.join(then)}")
     return 0

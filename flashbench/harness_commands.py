@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flashbench.cli import folder_arg, positive_float, positive_int
+from flashbench.cli import check_device, folder_arg, positive_float, positive_int
 from flashbench.errors import FlashBenchError
 from flashbench.eval_features import FVD_PROTOCOLS
 from flashbench.generators.base import CONDITIONS
@@ -34,9 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--device", default="cpu", help="passed to generators that take a `device` argument")
     gen.add_argument("--retry-errors", action="store_true", help="retry samples whose generation failed")
     gen.add_argument("--merge", action="store_true", help="only merge the shard logs of --out, then exit")
+    gen.add_argument("--isolate", action="store_true",
+                     help="run the generator in a worker process: a sample that ends that process (os._exit, a "
+                     "crash) is recorded as an error and a fresh worker goes on")
     gen.add_argument("--timeout", type=positive_float, default=None, metavar="S",
-                     help="per-sample limit in seconds: a sample still generating then is recorded as a timeout "
-                     "error and the run goes on with a fresh generator")
+                     help="per-sample limit in seconds (implies --isolate): a sample still generating then is "
+                     "recorded as a timeout error, its worker killed, and the run goes on with a fresh one")
     _add_verify_args(gen)
     gen.set_defaults(func=_generate)
 
@@ -107,11 +110,12 @@ def _generate(args: argparse.Namespace) -> int:
         return 0
     if args.bench is None or args.generator is None:
         raise FlashBenchError("generate needs --bench and --generator (or --merge to merge shard logs)")
+    check_device(args.device)
     summary = generate(
         Benchmark.load(args.bench), args.out, args.generator, generator_args=parse_args(args.gen_arg),
         condition=args.condition, seed=args.seed, shard=Shard.parse(args.shard), limit=args.limit,
         name=args.name, device=args.device, retry_errors=args.retry_errors, verify=args.verify,
-        timeout=args.timeout,
+        timeout=args.timeout, isolate=args.isolate,
     )
     print(summary.message())
     return 1 if summary.failed_total else 0
@@ -129,6 +133,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     launch = torchrun_launch()
+    if launch is None:  # under torchrun each rank takes cuda:LOCAL_RANK
+        check_device(args.device)
     if launch is not None and args.shard is not None:
         raise FlashBenchError("--shard and torchrun both split the samples; use one of them")
     bench = Benchmark.load(args.bench)
@@ -172,6 +178,6 @@ def _demo(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, videos_per_group=args.videos_per_group)
     if args.groups is not None:
         settings = dataclasses.replace(settings, groups=args.groups)
-    index = run_demo(args.out, settings, device=args.device, checkpoints=args.checkpoints, from_scratch=args.from_scratch)
+    index = run_demo(args.out, settings, device=check_device(args.device), checkpoints=args.checkpoints, from_scratch=args.from_scratch)
     print(index)
     return 0

@@ -9,6 +9,8 @@ Invariants of a Metrics block:
 - `rank_deficient[kind] = [rows, dims]` when the distance `kind` ("fid", "fvd") came from fewer feature rows
   than its feature dimensions (rows: the smaller of the generated and real sets): such a covariance is
   rank-deficient and the distance biased upwards.
+- every number is finite and in its range (`RANGES`: IoUs and ObjMC in % of the diagonal in [0, 100], distances, seconds and NFE >= 0, n >= 0),
+  and an interval is [low, high] with low <= high inside the same range; `from_json` refuses anything else.
 Files from before these fields existed load too: without `reasons`, all the notes stand in for every reason;
 without `rank_deficient`, it is read from the warning frechet.py wrote into the notes (the only place a note
 is parsed); without ObjMC (LATER_KEYS), its reason says the file predates it. `Results.ceiling` (the tracker
@@ -17,6 +19,7 @@ ceiling: the ground truth tracked by the same segmenter, IoU and ObjMC only) is 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,6 +32,11 @@ CI_KEYS = ("fid", "fvd", "mask_iou", "box_iou", "objmc", "objmc_norm")
 # metrics added after the first results files; a file without one says so as its reason
 LATER_KEYS = {"objmc": "ObjMC", "objmc_norm": "ObjMC"}
 FRECHET_KEYS = ("fid", "fvd")
+# (low, high) of each metric; high None = unbounded
+RANGES: dict[str, tuple[float, float | None]] = {
+    "fid": (0.0, None), "fvd": (0.0, None), "mask_iou": (0.0, 100.0), "box_iou": (0.0, 100.0),
+    "objmc": (0.0, None), "objmc_norm": (0.0, 100.0), "denoise_seconds": (0.0, None), "nfe": (0.0, None),
+}
 _LEGACY_RANK_NOTE = re.compile(r"^(FID|FVD): (\d+) samples for (\d+)-d features: the covariance is rank-deficient")
 
 
@@ -41,7 +49,19 @@ def _number(value: Any, where: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ResultsError(f"{where} is {value!r}, not a number or null")
+    if not math.isfinite(value):
+        raise ResultsError(f"{where} is {value!r}, not a finite number")
     return float(value)
+
+
+def _metric(value: Any, key: str, where: str) -> float | None:
+    """A metric value (or interval end) of `key`: a finite number in RANGES[key], or None."""
+    number = _number(value, where)
+    low, high = RANGES[key]
+    if number is not None and (number < low or (high is not None and number > high)):
+        bounds = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        raise ResultsError(f"{where} is {value!r}, outside {bounds}")
+    return number
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -103,13 +123,17 @@ class Metrics:
     def from_json(cls, data: Any, where: str) -> Metrics:
         data = _mapping(data, where)
         n = data.get("n")
-        if isinstance(n, bool) or not isinstance(n, int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ResultsError(f"{where}.n is {n!r}, not a sample count")
         ci95: dict[str, list[float] | None] = dict.fromkeys(CI_KEYS)
         for key, ci in _mapping(data.get("ci95") or {}, f"{where}.ci95").items():
+            if key not in CI_KEYS:
+                raise ResultsError(f"{where}.ci95 has an unknown metric {key!r}")
             if ci is not None and (not isinstance(ci, list) or len(ci) != 2):
                 raise ResultsError(f"{where}.ci95.{key} is {ci!r}, not [low, high] or null")
-            ci95[key] = None if ci is None else [_number(c, f"{where}.ci95.{key}") for c in ci]
+            ci95[key] = None if ci is None else [_metric(c, key, f"{where}.ci95.{key}") for c in ci]
+            if ci is not None and (None in ci95[key] or ci95[key][0] > ci95[key][1]):
+                raise ResultsError(f"{where}.ci95.{key} is {ci!r}, not [low, high] with low <= high")
         notes = [str(note) for note in data.get("notes") or []]
         reasons = data.get("reasons")
         if reasons is not None:
@@ -119,7 +143,7 @@ class Metrics:
                     for k, v in _mapping(data["rank_deficient"], f"{where}.rank_deficient").items()}
         else:
             rank = {m[1].lower(): [int(m[2]), int(m[3])] for m in map(_LEGACY_RANK_NOTE.match, notes) if m}
-        values = {key: _number(data.get(key), f"{where}.{key}") for key in METRIC_KEYS}
+        values = {key: _metric(data.get(key), key, f"{where}.{key}") for key in METRIC_KEYS}
         if reasons is not None:
             reasons.update({key: f"{name} is not in this results.json (evaluated before FlashBench computed it); "
                                  "re-run `flashbench evaluate`" for key, name in LATER_KEYS.items() if key not in data})

@@ -5,10 +5,14 @@ and the next append cuts it off first, so every complete line survives and no li
 With `--shard i/N`, shard i appends to `<log>.shard-i-of-N.jsonl` (`generation` for generate, `samples` for
 evaluate); readers merge all of them with `<log>.jsonl` (a later record for the same id wins) and `merge_logs`
 folds them into one file, in the benchmark's order, so the merged file is the one a single process writes.
+
+`scored_inputs` fingerprints what an evaluation scored (the generation records and the videos of the ok samples);
+evaluate writes it into results.json and reports refuse a results.json whose run has changed since.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,6 +29,7 @@ RESULTS = "results.json"
 VIDEOS = "videos"
 TRACKS = "tracks"
 FEATURES = "features"
+STATUSES = ("ok", "error")  # of every generation and samples record
 
 
 class RunError(FlashBenchError):
@@ -106,9 +111,22 @@ def latest_by_id(records: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
+def checked_records(path: Path) -> list[dict]:
+    """read_jsonl of a generation or samples log whose every record has a sample id and a known status; else a
+    RunError naming the file and the record."""
+    records = read_jsonl(path)
+    for i, r in enumerate(records, 1):
+        if not isinstance(r, dict) or not isinstance(r.get("id"), str) or not r["id"]:
+            raise RunError(f"{path}: record {i} has no sample id; fix or delete that line and rerun")
+        if r.get("status") not in STATUSES:
+            raise RunError(f"{path}: record {i} ({r['id']}) has status {r.get('status')!r}, not one of "
+                           f"{', '.join(STATUSES)}; fix or delete that line and rerun")
+    return records
+
+
 def merged_records(run: Path, log: str = GENERATION) -> dict[str, dict]:
-    """Merged view of a log and its shard logs: the latest record per sample id."""
-    return latest_by_id(r for path in log_files(run, log) for r in read_jsonl(path))
+    """Merged view of a log and its shard logs: the latest record per sample id (every record checked)."""
+    return latest_by_id(r for path in log_files(run, log) for r in checked_records(path))
 
 
 def merge_logs(run: Path, log: str = GENERATION, order: list[str] | None = None) -> Path:
@@ -134,6 +152,22 @@ def generation_logs(run: Path) -> list[Path]:
 def generation_records(run: Path) -> dict[str, dict]:
     """Merged view of every generation log of the run: the latest record per sample id."""
     return merged_records(run, GENERATION)
+
+
+def scored_inputs(run: Path) -> dict[str, str]:
+    """{"generation": sha256 of the merged generation records (canonical JSON, by id), "videos": sha256 of the ok
+    samples' ids and video sha256s ("missing" for an absent file)}: what an evaluation of `run` now scores."""
+    from flashbench.weights import sha256_file
+
+    run = Path(run)
+    records = generation_records(run)
+    generation, videos = hashlib.sha256(), hashlib.sha256()
+    for sid in sorted(records):
+        generation.update((json.dumps(records[sid], sort_keys=True) + "\n").encode())
+        if records[sid].get("status") == "ok":
+            path = run / VIDEOS / f"{sid}.mp4"
+            videos.update(f"{sid} {sha256_file(path) if path.is_file() else 'missing'}\n".encode())
+    return {"generation": generation.hexdigest(), "videos": videos.hexdigest()}
 
 
 def merge_generation(run: Path, order: list[str] | None = None) -> Path:

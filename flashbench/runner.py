@@ -6,7 +6,8 @@ failed ones) and removes temp files a killed run left. `--shard i/N` (i in 0..N-
 the (optionally `--limit`ed) benchmark and logs to its own `generation.shard-i-of-N.jsonl`; the last shard to
 finish merges the logs into generation.jsonl (so does `flashbench generate --out RUN --merge`), and evaluate
 reads the merged view either way. Per-sample seeds are derived from (run seed, sample id), so a sample gets
-the same seed whatever the sharding or order.
+the same seed whatever the sharding or order. Where the generator runs (in this process, or in a worker process
+with `--isolate` / `--timeout`, so that a sample that kills its process is recorded): flashbench.sample_worker.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import threading
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ from flashbench.data.benchmark import Benchmark
 from flashbench.data.sample import Sample
 from flashbench.data.verify import Verify, verify_benchmark
 from flashbench.errors import FlashBenchError, VideoError
-from flashbench.generators.base import CONDITIONS, GenerationRequest, bind_benchmark, check_output
-from flashbench.generators.registry import accepts, format_spec, generator_factory, load_generator, parse_spec
+from flashbench.generators.base import CONDITIONS, GenerationRequest, check_output
+from flashbench.generators.registry import accepts, format_spec, generator_factory, parse_spec
 from flashbench.run_files import (
     RUN_JSON,
     VIDEOS,
@@ -39,6 +40,7 @@ from flashbench.run_files import (
     shard_log_name,
     write_json,
 )
+from flashbench.sample_worker import InFlight, InProcess, SampleFailed, SampleTimeout, Worker, one_line
 from flashbench.video import RUN_VIDEO_STORE, video_info, write_rgb_lossless
 
 SCHEMA_VERSION = 1
@@ -112,11 +114,6 @@ def build_request(bench: Benchmark, sample: Sample, condition: str, run_seed: in
     )
 
 
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or "(no message)"
-    return f"{type(e).__name__}: {text}"[:500]
-
-
 def _check_compatible(out: Path, bench: Benchmark, spec: str, condition: str, seed: int) -> dict | None:
     """The existing run.json of `out` (None if new); RunError if it was made with another generator spec,
     condition, seed or benchmark content."""
@@ -155,31 +152,41 @@ def _remove_stale_temps(videos: Path, sample_id: str) -> None:
             p.unlink(missing_ok=True)
 
 
-class _Abandoned(Exception):
-    """The generator did not return within the per-sample timeout."""
-
-
-def _call(generator, request: GenerationRequest, timeout: float | None):
-    """`generator.generate(request)`, in a worker thread when `timeout` is set. A thread cannot be stopped: on a
-    timeout it is abandoned (daemon) and the caller builds a fresh generator for the next samples."""
-    if timeout is None:
-        return generator.generate(request)
-    box: dict = {}
-
-    def work() -> None:
+def _generate_one(engine, bench: Benchmark, sample: Sample, condition: str, run_seed: int, out: Path, log: Path,
+                  device: str, inflight: InFlight | None) -> int:
+    """Generate, check and write one sample, then log its record; returns 1 when it failed, else 0. `inflight`
+    (in-process engines): names the sample while it is generated, so a process that dies leaves its id behind."""
+    _remove_stale_temps(out / VIDEOS, sample.id)
+    record = {"id": sample.id, "status": "ok", "error": None, "seed": sample_seed(run_seed, sample.id),
+              "nfe": None, "denoise_seconds": None, "wall_seconds": None, "device": device}
+    start = time.perf_counter()
+    if inflight is not None:
+        inflight.start(sample.id)
+    try:
+        request = build_request(bench, sample, condition, run_seed)
+        video = engine.generate(request)
+        record["wall_seconds"] = time.perf_counter() - start
+        frames = check_output(video, request)
+        target = out / VIDEOS / f"{sample.id}.mp4"
         try:
-            box["video"] = generator.generate(request)
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    worker = threading.Thread(target=work, name=f"generate-{request.sample_id}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise _Abandoned(f"timed out after {timeout:g} s (--timeout); the generator was abandoned and rebuilt")
-    if "error" in box:
-        raise box["error"]
-    return box["video"]
+            write_rgb_lossless(target, frames, sample.fps)
+        except OSError as e:  # the message may name only the temp file: name the video the run is missing
+            raise OSError(e.errno, f"cannot write {target}: {e.strerror or e}", str(target)) from None
+        record.update(nfe=int(video.nfe), denoise_seconds=float(video.denoise_seconds))
+        if video.extra.get("warnings"):  # e.g. the `videos` generator resampling a mismatched file
+            record["warnings"] = [str(w) for w in video.extra["warnings"]]
+    except KeyboardInterrupt:
+        if inflight is not None:
+            inflight.clear()  # an interrupt is not a crash of this sample
+        raise
+    except SampleTimeout as e:
+        record.update(status="error", error=f"timeout: {e}")
+    except SampleFailed as e:
+        record.update(status="error", error=str(e))
+    except BaseException as e:  # noqa: BLE001 - a failing sample is logged and never scored; the run goes on
+        record.update(status="error", error=one_line(e))
+    append_jsonl(log, record)
+    return int(record["status"] == "error")
 
 
 def _video_complete(path: Path, num_frames: int) -> bool:
@@ -205,13 +212,16 @@ def generate(
     progress: bool = True,
     verify: Verify | str = Verify.AUTO,
     timeout: float | None = None,
+    isolate: bool = False,
 ) -> GenerateSummary:
     """Generate every not-yet-finished sample of this shard into `out`; see the module docstring.
 
     Fault isolation: everything per sample (reading its files, building the request, generating, checking the
     output, writing the video) is inside the per-sample error path, `SystemExit` and other `BaseException`s
-    included; only KeyboardInterrupt stops the run (finished samples stay logged). `timeout` (seconds) bounds
-    each generate call. The benchmark is verified first (flashbench.data.verify)."""
+    included; only KeyboardInterrupt stops the run (finished samples stay logged). `isolate` runs the generator
+    in a worker process (a sample that ends that process is recorded as an error, the worker restarted);
+    `timeout` (seconds) bounds each generate call and implies `isolate` (a hung worker is killed). The benchmark
+    is verified first (flashbench.data.verify)."""
     if condition not in CONDITIONS:
         raise FlashBenchError(f"unknown condition {condition!r}: use one of {', '.join(CONDITIONS)}")
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
@@ -226,23 +236,23 @@ def generate(
     kwargs = dict(args)
     if "device" not in kwargs and accepts(generator_factory(gen_name), "device"):
         kwargs["device"] = device
-
-    def fresh_generator():
-        g = load_generator(gen_name, **kwargs)
-        bind_benchmark(g, bench)
-        return g
-
-    generator = fresh_generator()
+    isolate = isolate or timeout is not None
+    inflight = InFlight(out / f".in-flight.{shard_log_name(shard.index, shard.count)}")
+    died_on = None if isolate else inflight.died_on()
+    if died_on is not None:
+        print(f"note: the last run died while generating {died_on}; generating it in a worker process this time",
+              file=sys.stderr)
+    engine = Worker(gen_name, kwargs, bench.root, timeout) if isolate or died_on else InProcess(gen_name, kwargs, bench)
     (out / VIDEOS).mkdir(parents=True, exist_ok=True)
     if run is None:
         run = {
             "schema_version": SCHEMA_VERSION,
-            "name": name or generator.name,
+            "name": name or engine.name,
             "generator": format_spec(gen_name, args),
             "generator_args": args,
             "condition": condition,
             "seed": int(seed),
-            "steps": getattr(generator, "steps", None),
+            "steps": engine.steps,
             "limit": limit,
             "video_store": RUN_VIDEO_STORE,
             "bench": {"root": str(bench.root.resolve()), "name": bench.meta.name,
@@ -269,32 +279,18 @@ def generate(
             return _video_complete(out / VIDEOS / f"{sample.id}.mp4", sample.num_frames)
         return not retry_errors
 
-    todo = [s for s in mine if not finished(s)]
+    todo = sorted((s for s in mine if not finished(s)), key=lambda s: s.id != died_on)  # that one first
     failed = 0
-    for sample in tqdm(todo, desc=f"generate {run['name']}", unit="video", disable=not progress):
-        _remove_stale_temps(out / VIDEOS, sample.id)
-        record = {"id": sample.id, "status": "ok", "error": None, "seed": sample_seed(run["seed"], sample.id),
-                  "nfe": None, "denoise_seconds": None, "wall_seconds": None, "device": device}
-        start = time.perf_counter()
-        try:
-            request = build_request(bench, sample, condition, run["seed"])
-            video = _call(generator, request, timeout)
-            record["wall_seconds"] = time.perf_counter() - start
-            frames = check_output(video, request)
-            write_rgb_lossless(out / VIDEOS / f"{sample.id}.mp4", frames, sample.fps)
-            record.update(nfe=int(video.nfe), denoise_seconds=float(video.denoise_seconds))
-            if video.extra.get("warnings"):  # e.g. the `videos` generator resampling a mismatched file
-                record["warnings"] = [str(w) for w in video.extra["warnings"]]
-        except KeyboardInterrupt:
-            raise
-        except _Abandoned as e:
-            record.update(status="error", error=f"timeout: {e}")
-            failed += 1
-            generator = fresh_generator()
-        except BaseException as e:  # noqa: BLE001 - a failing sample is logged and never scored; the run goes on
-            record.update(status="error", error=_one_line(e))
-            failed += 1
-        append_jsonl(log, record)
+    try:
+        for sample in tqdm(todo, desc=f"generate {run['name']}", unit="video", disable=not progress):
+            if not isolate and isinstance(engine, Worker) and sample.id != died_on:
+                engine.close()  # the sample that killed the last run is done: back to this process
+                engine = InProcess(gen_name, kwargs, bench)
+            failed += _generate_one(engine, bench, sample, condition, run["seed"], out, log, device,
+                                    inflight if isinstance(engine, InProcess) else None)
+    finally:
+        engine.close()
+    inflight.clear()
     merged = generation_records(out)
     if shard.count > 1 and all(s.id in merged for s in samples):
         log = merge_generation(out, [s.id for s in samples])

@@ -15,17 +15,18 @@ moved there atomically. Sources are tried in order:
 An entry may list alternative files (other formats of the same network); the first is the preferred one and
 the model loaders detect the format from the file itself.
 
-An alternative may be unpinned (`sha256=""`) when no trusted hash of it is known. Such a file is accepted only
-when its format check (`WeightFile.check`, "module:function") recognises it; a one-line warning says it is not
-pinned, and its sha256 is recorded next to it (`<filename>.sha256`) so that `resolve`/`verify` still detect a
-changed file and result files record which bytes were used. Unpinned alternatives come last: sources of pinned
-files are tried first.
+An alternative may be unpinned (`sha256=""`) when the registry knows no trusted hash of it. Only pinned hashes
+verify: such a file is fetched, resolved or verified only when the user pins it, by listing its sha256 in the
+environment variable FLASHBENCH_TRUSTED_SHA256 (comma- or space-separated), which no file in the cache can set.
+It must then also pass its format check (`WeightFile.check`, "module:function"); a one-line warning says where
+its pin came from, and result files record its sha256. Unpinned alternatives come last: sources of pinned files
+are tried first.
 
 A weight file may have derived files (`DerivedFile`, e.g. FID's TorchScript converted to a safetensors state
-dict), cached next to it as `<filename><suffix>`. A derived file is used only when its record
-`<derived>.sha256` (sha256sum format: its own sha256, then its source's) matches both its bytes and the source
-it was built from; otherwise it is rebuilt (with a one-line warning when a file was there), never used.
-`ensure_derived` does this on use; `verify_derived` re-hashes and repairs for `flashbench weights verify`.
+dict), cached next to it as `<filename><suffix>`. The derivation is deterministic, so the registry pins the
+derived file's sha256 as well: a derived file is used only when its bytes match that pin; otherwise it is rebuilt
+(with a one-line warning when a file was there), never used, and a rebuild that does not give the pinned bytes is
+an error. `ensure_derived` does this on use; `verify_derived` re-hashes and repairs for `flashbench weights verify`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from flashbench.atomic import atomic_path, write_text
+from flashbench.atomic import atomic_path
 from flashbench.errors import WeightsError
 
 _CHUNK = 1 << 20
@@ -71,11 +72,12 @@ class DerivedFile:
     """A file computed from a weight file, cached next to it as `<source filename><suffix>`.
 
     build: "module:function", called as function(source: Path, target: Path); it writes `target` (a temp path
-    the caller renames into place) and must give the same bytes for the same source.
+    the caller renames into place) and must give the same bytes for the same source: `sha256` pins them.
     """
 
     suffix: str
     build: str
+    sha256: str
     description: str = ""
 
 
@@ -132,6 +134,7 @@ REGISTRY: dict[str, WeightEntry] = {
                     DerivedFile(
                         ".pytorch-fid.safetensors",
                         "flashbench.metrics.fid:write_converted",
+                        "d72384cb92e9cd3d2d33414ec5b8653f4aec14a1734cec3003535c2ba04a950d",
                         "pytorch-fid state dict converted from the TorchScript",
                     ),
                 ),
@@ -242,32 +245,26 @@ def _fetch_hint(name: str) -> str:
     return f"run `flashbench weights fetch {name}` (or `flashbench weights fetch {name} --from FILE`)"
 
 
-def _record_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
+TRUST_ENV = "FLASHBENCH_TRUSTED_SHA256"
 
 
-def _read_record(path: Path) -> dict[str, str]:
-    """`<path>.sha256` as {filename: sha256}; {} when missing or unreadable.
-
-    The format is sha256sum's (`<hex>  <filename>` per line); a bare hex digest (older records) is `path`'s.
-    """
-    try:
-        lines = _record_path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return {}
-    out: dict[str, str] = {}
-    for line in lines:
-        digest, _, name = line.strip().partition(" ")
-        if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
-            out[name.strip().lstrip("*") or path.name] = digest
-    return out
+def trusted_sha256() -> set[str]:
+    """The user's pins for unpinned alternatives: the hex digests listed in $FLASHBENCH_TRUSTED_SHA256."""
+    return {d.lower() for d in os.environ.get(TRUST_ENV, "").replace(",", " ").split()}
 
 
-def _expected_sha256(wf: WeightFile, path: Path) -> str | None:
-    """The pinned sha256, or for an unpinned file the one recorded when it was fetched (None if no record)."""
-    if wf.pinned:
-        return wf.sha256
-    return _read_record(path).get(path.name)
+def _untrusted(wf: WeightFile, label: str, digest: str) -> str:
+    return (f"{label} is {wf.filename}, which is not pinned (sha256 {digest}); only pinned files are used: "
+            f"if you trust this file, set {TRUST_ENV}={digest}, else fetch the pinned file")
+
+
+def _cache_problem(name: str, wf: WeightFile, path: Path, digest: str) -> str | None:
+    """Why the cached file `path` (whose bytes hash to `digest`) must not be used, or None."""
+    if wf.pinned and digest != wf.sha256:
+        return f"cached weights {path} are corrupt (sha256 mismatch): {_fetch_hint(name)} again"
+    if not wf.pinned and digest not in trusted_sha256():
+        return _untrusted(wf, f"cached {path}", digest)
+    return None
 
 
 def resolve(name: str) -> Path:
@@ -277,10 +274,9 @@ def resolve(name: str) -> Path:
         path = entry_dir(name) / wf.filename
         if not path.is_file():
             continue
-        if sha256_cached(path) != _expected_sha256(wf, path):
-            raise WeightsError(
-                f"cached weights {path} are corrupt (sha256 mismatch): {_fetch_hint(name)} again"
-            )
+        problem = _cache_problem(name, wf, path, sha256_cached(path))
+        if problem:
+            raise WeightsError(problem)
         return path
     raise WeightsError(f"weights {name!r} are not in the cache {entry_dir(name)}: {_fetch_hint(name)}")
 
@@ -302,11 +298,10 @@ def fetch(name: str, source: Path | str | None = None) -> Path:
     alternative whose format check recognises it (with a one-line warning on stderr).
     """
     entry = get_entry(name)
-    for wf in entry.files:  # drop corrupt copies so the fresh file (of any alternative) is the one resolved
+    for wf in entry.files:  # drop corrupt pinned copies so the fresh file (of any alternative) is the one resolved
         path = entry_dir(name) / wf.filename
-        if path.is_file() and sha256_cached(path) != _expected_sha256(wf, path):
+        if wf.pinned and path.is_file() and sha256_cached(path) != wf.sha256:
             path.unlink()
-            _record_path(path).unlink(missing_ok=True)
     if source is not None:
         if _is_url(source):
             return _fetch_url_source(entry, str(source))
@@ -341,24 +336,26 @@ def verify(name: str) -> Path:
     if path is None:
         raise WeightsError(f"weights {name!r} are not in the cache {entry_dir(name)}: {_fetch_hint(name)}")
     wf = next(f for f in get_entry(name).files if f.filename == path.name)
-    if sha256_file(path) != _expected_sha256(wf, path):
-        raise WeightsError(f"cached weights {path} are corrupt (sha256 mismatch): {_fetch_hint(name)} again")
+    problem = _cache_problem(name, wf, path, sha256_file(path))
+    if problem:
+        raise WeightsError(problem)
     return path
 
 
 def file_info(name: str, path: Path) -> WeightFile:
     """The registry record of a cached file (for provenance: filename, sha256).
 
-    For an unpinned file, `sha256` is the one recorded when it was fetched.
+    For an unpinned file, `sha256` is its digest, which the user's $FLASHBENCH_TRUSTED_SHA256 must list.
     """
     for wf in get_entry(name).files:
         if wf.filename == Path(path).name:
             if wf.pinned:
                 return wf
-            recorded = _expected_sha256(wf, Path(path))
-            if recorded is None:
-                raise WeightsError(f"{path} has no recorded sha256: {_fetch_hint(name)} again")
-            return dataclasses.replace(wf, sha256=recorded)
+            digest = sha256_cached(Path(path))
+            problem = _cache_problem(name, wf, Path(path), digest)
+            if problem:
+                raise WeightsError(problem)
+            return dataclasses.replace(wf, sha256=digest)
     raise WeightsError(f"{path} is not a registered file of {name!r}")
 
 
@@ -377,36 +374,29 @@ def _derived_spec(suffix: str) -> DerivedFile:
     raise WeightsError(f"no registered derived weight file has the suffix {suffix!r}")
 
 
-def derived_problem(target: Path, source: Path, source_sha256: str, rehash: bool = False) -> str | None:
-    """Why the derived file `target` of `source` (whose bytes hash to `source_sha256`) must not be used, or
-    None when its record vouches for both its own bytes and that source. rehash: hash `target` again even
-    if this process already did (for `verify`)."""
+def derived_problem(spec: DerivedFile, target: Path, rehash: bool = False) -> str | None:
+    """Why the derived file `target` must not be used, or None when its bytes match the registry's pin.
+    rehash: hash `target` again even if this process already did (for `verify`)."""
     if not target.is_file():
         return "is missing"
-    record = _read_record(target)
-    if target.name not in record:
-        return "has no sha256 record"
-    if record.get(Path(source).name) != source_sha256:
-        return f"was built from another {Path(source).name} than the cached one (sha256 {source_sha256[:12]})"
     digest = sha256_file(target) if rehash else sha256_cached(target)
-    if digest != record[target.name]:
-        return "does not match its sha256 record (damaged or truncated)"
+    if digest != spec.sha256:
+        return f"does not match its pinned sha256 (sha256 {digest[:12]}: damaged, truncated or altered)"
     return None
 
 
-def ensure_derived(source: Path, suffix: str, source_sha256: str | None = None) -> Path | None:
-    """Path of a verified derived file of `source`, built first when missing or unusable.
+def ensure_derived(source: Path, suffix: str) -> Path | None:
+    """Path of a verified derived file of `source` (a verified pinned weight file), built first when missing
+    or unusable.
 
     An unusable file (see `derived_problem`) gets a one-line warning on stderr and is rebuilt, never used.
-    Building: the record is removed, the file is written through a temp file and renamed, then the record is
-    written (atomically) with the file's sha256 and its source's, so a crash at any point leaves a file
-    without a valid record, which the next use rebuilds. Returns None when the folder is not writable (the
-    caller builds in memory).
+    Building writes a temp file, checks it against the pin and renames it into place. Returns None when the
+    folder is not writable (the caller builds in memory).
     """
     source = Path(source)
-    source_sha256 = source_sha256 or sha256_cached(source)
+    spec = _derived_spec(suffix)
     target = derived_path(source, suffix)
-    problem = derived_problem(target, source, source_sha256)
+    problem = derived_problem(spec, target)
     if problem is None:
         return target
     if not os.access(target.parent, os.W_OK):
@@ -415,18 +405,21 @@ def ensure_derived(source: Path, suffix: str, source_sha256: str | None = None) 
         return None
     if target.exists():
         print(f"warning: {target} {problem}; rebuilding it from {source.name}", file=sys.stderr)
-    _build_derived(_derived_spec(suffix), source, source_sha256, target)
+    _build_derived(spec, source, target)
     return target
 
 
-def _build_derived(spec: DerivedFile, source: Path, source_sha256: str, target: Path) -> None:
+def _build_derived(spec: DerivedFile, source: Path, target: Path) -> None:
     module, _, func = spec.build.partition(":")
     build = getattr(importlib.import_module(module), func)
-    _record_path(target).unlink(missing_ok=True)
     with atomic_path(target, mode=_file_mode()) as tmp:
         build(source, tmp)
         digest = sha256_file(tmp)
-    _write_record(target, {target.name: digest, source.name: source_sha256})
+        if digest != spec.sha256:
+            raise WeightsError(
+                f"building {target.name} from {source.name} gave sha256 {digest}, not the pinned {spec.sha256}; "
+                "the conversion is not reproducible here (other torch/safetensors versions?): report it"
+            )
 
 
 def verify_derived(name: str, source: Path) -> list[str]:
@@ -437,19 +430,17 @@ def verify_derived(name: str, source: Path) -> list[str]:
     yet are skipped (they are built on first use). WeightsError when an unusable one cannot be rebuilt.
     """
     wf = next(f for f in get_entry(name).files if f.filename == Path(source).name)
-    source_sha256 = _expected_sha256(wf, Path(source))
-    assert source_sha256 is not None, "verify(name) checked the source against its sha256"
     lines = []
     for spec in wf.derived:
         target = derived_path(source, spec.suffix)
-        if not target.exists() and not _record_path(target).exists():
+        if not target.exists():
             continue
-        problem = derived_problem(target, source, source_sha256, rehash=True)
+        problem = derived_problem(spec, target, rehash=True)
         if problem is None:
             lines.append(f"ok {target}")
             continue
         try:
-            _build_derived(spec, source, source_sha256, target)
+            _build_derived(spec, source, target)
         except OSError as e:
             raise WeightsError(f"derived {target} {problem} and cannot be rebuilt ({_short(e)}); "
                                "make its folder writable or delete the file") from None  # fmt: skip
@@ -492,15 +483,21 @@ def _fetch_local(entry: WeightEntry, source: Path, label: str | None = None) -> 
         if wf.pinned and wf.sha256 == digest:
             with open(source, "rb") as f:
                 return _install(entry, wf, iter(lambda: f.read(_CHUNK), b""))
-    refusals = []
-    for wf in entry.files:
-        if not wf.pinned:
-            try:
-                with open(source, "rb") as f:
-                    return _install(entry, wf, iter(lambda: f.read(_CHUNK), b""))
-            except WeightsError as e:
-                refusals.append(f"not {wf.filename} either ({_short(e)})")
+    unpinned = [wf for wf in entry.files if not wf.pinned]
     expected = ", ".join(f"{wf.filename} {wf.sha256}" for wf in entry.files if wf.pinned)
+    if unpinned and digest not in trusted_sha256():
+        names = " or ".join(wf.filename for wf in unpinned)
+        raise WeightsError(
+            f"{label} has sha256 {digest}, which matches no pinned file of {entry.name!r} (expected {expected}); "
+            f"if it is {names} (not pinned) and you trust it, set {TRUST_ENV}={digest} and fetch again"
+        )
+    refusals = []
+    for wf in unpinned:
+        try:
+            with open(source, "rb") as f:
+                return _install(entry, wf, iter(lambda: f.read(_CHUNK), b""))
+        except WeightsError as e:
+            refusals.append(f"not {wf.filename} either ({_short(e)})")
     raise WeightsError(
         f"{label} has sha256 {digest}, which matches no known file of {entry.name!r} (expected {expected}"
         f"{'; ' + '; '.join(refusals) if refusals else ''}); check you downloaded the right file"
@@ -518,8 +515,8 @@ def _check_format(wf: WeightFile, path: Path) -> None:
 def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Path:
     """Stream chunks to a temp file in the cache folder, verify it, then rename into place.
 
-    A pinned file must match its sha256 (and size). An unpinned one must pass its format check; its sha256 is
-    then recorded next to it and a one-line warning goes to stderr.
+    A pinned file must match its sha256 (and size). An unpinned one must be listed in $FLASHBENCH_TRUSTED_SHA256
+    (checked before anything reads it) and pass its format check; a one-line warning goes to stderr.
     """
     target = entry_dir(entry.name) / wf.filename
     digest = hashlib.sha256()
@@ -531,24 +528,21 @@ def _install(entry: WeightEntry, wf: WeightFile, chunks: Iterator[bytes]) -> Pat
                 size += len(chunk)
                 out.write(chunk)
         if not wf.pinned:
+            if digest.hexdigest() not in trusted_sha256():
+                raise WeightsError(_untrusted(wf, "the file", digest.hexdigest()))
             _check_format(wf, tmp)
         elif digest.hexdigest() != wf.sha256 or (wf.size is not None and size != wf.size):
             raise WeightsError(
                 f"got sha256 {digest.hexdigest()} ({size} bytes), expected {wf.sha256} for {wf.filename}"
             )
     if not wf.pinned:
-        _write_record(target, {target.name: digest.hexdigest()})
         print(
-            f"warning: {wf.filename} for {entry.name!r} is not pinned (sha256 {digest.hexdigest()}); "
-            f"accepted by its format check ({wf.note or wf.check}); results record this sha256",
+            f"warning: {wf.filename} for {entry.name!r} is not pinned in the registry (sha256 "
+            f"{digest.hexdigest()}); used because {TRUST_ENV} lists it and its format check passed "
+            f"({wf.note or wf.check}); results record this sha256",
             file=sys.stderr,
         )
     return target
-
-
-def _write_record(target: Path, digests: dict[str, str]) -> None:
-    """Write `<target>.sha256` atomically, in sha256sum format (`sha256sum -c` checks it in the folder)."""
-    write_text(_record_path(target), "".join(f"{digest}  {name}\n" for name, digest in digests.items()))
 
 
 def _file_mode() -> int:

@@ -7,6 +7,12 @@ Layout of a checkpoint folder:
     backbone/<component>/   diffusers/transformers save_pretrained folders of the saved backbone components:
                             all four for a tiny model; e.g. only `transformer` for a distilled 5B generator
                             (the rest then comes from `model_path`, a local Wan2.2-TI2V-5B-Diffusers folder)
+    card.json               sha256 of every file (flashmotion.checkpoint_cards), written after flashmotion.json;
+                            `flashmotion publish` rewrites it with the training run's provenance
+
+`read_config`, which every loader calls, checks the card first. A folder without one (made elsewhere, or its card
+deleted) is refused unless `allow_uncarded(folder)` was called for it (generators: `trust_uncarded=true`, which
+the run's generator args record).
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ CONFIG_NAME = "flashmotion.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 BACKBONE_DIR = "backbone"
 FORMAT_VERSION = 1
+_uncarded_allowed: set[str] = set()
+
+
+def allow_uncarded(directory: str | Path) -> None:
+    """Let this process load checkpoint `directory` although it has no card.json (the user's explicit choice)."""
+    _uncarded_allowed.add(str(Path(directory).resolve()))
 
 
 @dataclass
@@ -46,9 +58,12 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write `adapter` and the backbone `components` (none: adapter only) to `directory`; returns it."""
+    from flashmotion.checkpoint_cards import CARD_NAME, write_card
+
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     (root / CONFIG_NAME).unlink(missing_ok=True)
+    (root / CARD_NAME).unlink(missing_ok=True)
     save_model(adapter, str(root / ADAPTER_WEIGHTS))
     if components:
         backbone.save_pretrained(root / BACKBONE_DIR, components)
@@ -60,19 +75,29 @@ def save_checkpoint(
         "metadata": metadata or {},
     }
     (root / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_card(root)
     return root
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
+    """flashmotion.json of a checkpoint, after its card's sha256 check (see the module docstring)."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a FlashMotion checkpoint (no {CONFIG_NAME}); save one with save_checkpoint")
-    from flashmotion.checkpoint_cards import verify_card  # a shipped checkpoint: every file's sha256 first
+    from flashmotion.checkpoint_cards import CARD_NAME, verify_card
 
-    verify_card(directory)
-    config = json.loads(path.read_text())
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")
+    if verify_card(directory) is None and str(Path(directory).resolve()) not in _uncarded_allowed:
+        raise CheckpointError(
+            f"{directory} has no {CARD_NAME}, so its files cannot be checked; re-export it or `flashmotion publish` "
+            "it, or pass trust_uncarded=true to load it as it is (the run records that)"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); re-export the checkpoint") from None
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        found = config.get("format_version") if isinstance(config, dict) else None
+        raise CheckpointError(f"{path}: format_version {found} is not {FORMAT_VERSION}")
     return config
 
 

@@ -1,5 +1,8 @@
 """Checkpoint cards: what made a shipped checkpoint, and a sha256 of every file it holds.
 
+`flashmotion.checkpoint.save_checkpoint` writes a plain card (the files' sha256 only) into every checkpoint it
+saves, so a checkpoint without a card was made elsewhere or had its card deleted.
+
 `publish(pipeline, out)` copies the export of every finished run of a `flashmotion pipeline` folder to
 `out/<run>/` and writes `out/<run>/card.json`:
     {"card_version", "run", "preset", "stage", "steps", "seed", "config" (the resolved training config),
@@ -34,21 +37,23 @@ def _files(folder: Path) -> dict[str, str]:
     return {name: _sha256(folder / name) for name in _file_names(folder)}
 
 
-def write_card(folder: Path, run: str, done: dict) -> Path:
-    """Write `folder/card.json` for the export in `folder`, made by the run whose done.json is `done`."""
-    config = done["config"]
-    card = {
-        "card_version": CARD_VERSION,
-        "run": run,
-        "preset": config["preset"],
-        "stage": done["stage"],
-        "steps": done["steps"],
-        "seed": config["seed"],
-        "config": config,
-        "bench_content_hash": done.get("bench_content_hash"),
-        **{key: done.get(key) for key in ("git_commit", "git_dirty", "command", "created", "packages")},
-        "files": _files(folder),
-    }
+def write_card(folder: Path, run: str | None = None, done: dict | None = None) -> Path:
+    """Write `folder/card.json` for the checkpoint in `folder`: the sha256 of its files and, for the export of a
+    training run whose done.json is `done`, that run's provenance."""
+    card: dict = {"card_version": CARD_VERSION}
+    if done is not None:
+        config = done["config"]
+        card.update({
+            "run": run,
+            "preset": config["preset"],
+            "stage": done["stage"],
+            "steps": done["steps"],
+            "seed": config["seed"],
+            "config": config,
+            "bench_content_hash": done.get("bench_content_hash"),
+            **{key: done.get(key) for key in ("git_commit", "git_dirty", "command", "created", "packages")},
+        })
+    card["files"] = _files(folder)
     path = folder / CARD_NAME
     write_text(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
     return path

@@ -47,6 +47,8 @@ def _mp4_path(text: str) -> Path:
     path = Path(text)
     if path.is_dir() or path.suffix.lower() != ".mp4":
         raise argparse.ArgumentTypeError(f"{text} is not an .mp4 file path; give e.g. --out {path / 'sample.mp4'}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {path.parent} of {text} does not exist; create it first")
     return path
 
 

@@ -8,7 +8,8 @@ these args, e.g. configs/tiny/flashmotion.yaml; explicit args win), preset, chec
 flashmotion.checkpoint.save_checkpoint), model_path (a local diffusers Wan2.2-TI2V-5B folder), adapter
 ('resnet' | 'controlnet') and adapter_options (used for a fresh zero-initialised adapter when there is no
 checkpoint), sampler ('few_step' | 'multistep'), steps, shift, guidance, solver, negative_prompt, device, dtype,
-seed (random init of a checkpoint-less tiny backbone).
+seed (random init of a checkpoint-less tiny backbone), trust_uncarded (load a checkpoint that has no card.json;
+without it such a checkpoint is refused). The checkpoint is checked when the generator is built, not per sample.
 
 A request whose size does not fit the model (frames 4k+1, sides multiples of the VAE stride x patch) is generated
 at the next size up and cut/resized back to the requested (T, H, W). `denoise_seconds` times the sampling loop
@@ -50,6 +51,7 @@ class GeneratorSettings:
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
+    trust_uncarded: bool = False
 
     @classmethod
     def from_args(cls, defaults: dict[str, Any], args: dict[str, Any]) -> GeneratorSettings:
@@ -62,23 +64,34 @@ class GeneratorSettings:
         if unknown:
             raise ModelConfigError(f"unknown generator arguments {unknown}; known: {sorted(known)}")
         values = {**defaults, **from_file, **args}
-        for key in ("steps", "seed"):
-            values[key] = int(values.get(key, getattr(cls, key)))
-        for key in ("shift", "guidance"):
-            values[key] = float(values.get(key, getattr(cls, key)))
+        for key, kind in (("steps", int), ("seed", int), ("shift", float), ("guidance", float)):
+            value = values.get(key, getattr(cls, key))
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ModelConfigError(f"generator argument {key}={value!r} is not a number")
+            try:
+                values[key] = kind(value)
+            except ValueError:
+                raise ModelConfigError(f"generator argument {key}={value!r} is not {'a whole number' if kind is int else 'a number'}") from None
         settings = cls(**values)
+        if not isinstance(settings.trust_uncarded, bool):
+            raise ModelConfigError(f"trust_uncarded must be true or false, got {settings.trust_uncarded!r}")
         if settings.dtype not in DTYPES:
             raise ModelConfigError(f"unknown dtype {settings.dtype!r}; choose one of {sorted(DTYPES)}")
         return settings
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
     from flashbench.yaml_values import load_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ModelConfigError(f"generator config {path} does not exist; see configs/<preset>/*.yaml")
-    data = load_yaml(path.read_text()) or {}
+    try:
+        data = load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as e:  # e.g. a !!python tag, which the safe loader refuses to construct
+        raise ModelConfigError(f"{path} is not plain YAML ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path} must be a YAML mapping of generator arguments")
     return data
@@ -101,6 +114,12 @@ class _TrajectoryGenerator:
         s = self.settings
         self.sampler = SamplerConfig(kind=s.sampler, steps=s.steps, shift=s.shift, guidance=s.guidance, solver=s.solver)
         self._model = None
+        if s.checkpoint is not None:  # a bad checkpoint fails here, once, not on every sample
+            from flashmotion.checkpoint import allow_uncarded, read_config
+
+            if s.trust_uncarded:
+                allow_uncarded(s.checkpoint)
+            read_config(s.checkpoint)
 
     @property
     def steps(self) -> int:
@@ -209,19 +228,22 @@ class VAEReconstruction:
     a latent generator on this VAE can reach, and what separates a VAE problem from a DiT problem on the leaderboard.
     With source=first-frame it reconstructs the `static` reference instead (the first frame repeated): static at
     the VAE's sharpness, the row a latent generator must beat to show it models motion.
-    Args: preset, checkpoint (its saved VAE), model_path, source (video | first-frame), device."""
+    Args: preset, checkpoint (its saved VAE), model_path, source (video | first-frame), device, trust_uncarded."""
 
     name = "vae-reconstruction"
     steps = None
 
     def __init__(self, preset: str = "tiny", checkpoint: str | None = None, model_path: str | None = None,
-                 source: str = "video", device: str = "cpu") -> None:
+                 source: str = "video", device: str = "cpu", trust_uncarded: bool = False) -> None:
+        from flashmotion.checkpoint import allow_uncarded
         from flashmotion.models.build import build_encoders
 
         if checkpoint is None and model_path is None:
             raise ModelConfigError("vae-reconstruction needs checkpoint=DIR (a FlashMotion checkpoint with its VAE) or model_path=DIR")
         if source not in RECONSTRUCTION_SOURCES:
             raise ModelConfigError(f"vae-reconstruction source={source!r}: choose one of {', '.join(RECONSTRUCTION_SOURCES)}")
+        if checkpoint is not None and trust_uncarded is True:
+            allow_uncarded(checkpoint)
         self.source = source
         self.device = torch.device(device)
         self.encoders = build_encoders(preset=preset, model_path=model_path, checkpoint=checkpoint, device=device)

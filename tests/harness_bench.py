@@ -77,6 +77,20 @@ class Hostile:
         return GeneratedVideo(frames=np.repeat(request.first_frame[None], request.num_frames, axis=0), nfe=1)
 
 
+class ExitsHard:
+    """Test generator: ends its process with os._exit(3) on sq-1 (no exception, no cleanup), repeats the first
+    frame else."""
+
+    name = "exits-hard"
+
+    def generate(self, request: GenerationRequest) -> GeneratedVideo:
+        if request.sample_id == "sq-1":
+            import os
+
+            os._exit(3)
+        return GeneratedVideo(frames=np.repeat(request.first_frame[None], request.num_frames, axis=0), nfe=1)
+
+
 def metric_components(clip_len: int):
     """(MobileSAM segmenter, FID/FVD feature extractor with `clip_len`-frame FVD clips) from the weight cache;
     the calling test is skipped when the metric weights are missing."""

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flashmotion.checkpoint import read_config
+from flashmotion.checkpoint import allow_uncarded, read_config
 from flashmotion.checkpoint_cards import CARD_NAME, publish, verify_card
 from flashmotion.cli import main as flashmotion_main
 from flashmotion.errors import CheckpointError
@@ -61,10 +61,14 @@ def test_loading_a_damaged_or_padded_checkpoint_fails_naming_the_file(tmp_path):
         verify_card(folder)
 
 
-def test_a_checkpoint_without_card_loads_unchecked(tmp_path):
+def test_a_checkpoint_without_card_loads_only_when_trusted(tmp_path):
     _fake_run(tmp_path, "run")
-    assert verify_card(tmp_path / "run" / "export") is None
-    assert read_config(tmp_path / "run" / "export")["preset"] == "tiny"
+    folder = tmp_path / "run" / "export"
+    assert verify_card(folder) is None
+    with pytest.raises(CheckpointError, match="has no card.json.*trust_uncarded=true"):
+        read_config(folder)
+    allow_uncarded(folder)
+    assert read_config(folder)["preset"] == "tiny"
 
 
 def test_publish_cli_and_its_one_line_errors(tmp_path, capsys):

@@ -4,7 +4,8 @@ The benchmark is the least that shards unevenly: groups 1, 2, 3 x one 9-frame vi
 0 and 2, shard 1 gets sample 1, so the merge has to restore benchmark order). The run is the `static` reference,
 whose frames repeat, so MobileSAM encodes one frame per video and the three evaluations take seconds, not
 minutes. Compared byte for byte: samples.jsonl, tracks/*.json, and results.json without its `provenance`
-block; in provenance only `created` (wall-clock time) and `timings` (seconds spent) may differ, and do.
+block; in provenance only `created` (wall-clock time), `timings` / `shard_timings` (seconds spent) and `command`
+may differ, and do. Byte identity needs the same CPU thread count in every process (the torchrun test passes it).
 Needs the cached weights (`flashbench weights fetch`); skipped with that hint when they are missing.
 """
 
@@ -29,7 +30,7 @@ from flashbench.weights import home
 
 FRAMES, BOOT = 9, 50
 SETTINGS = EvalSettings(clip_len=FRAMES, bootstrap=BOOT)
-PROVENANCE_MAY_DIFFER = {"created", "timings", "command"}  # when it ran, how long each stage took, argv
+PROVENANCE_MAY_DIFFER = {"created", "timings", "shard_timings", "command"}  # when it ran, how long it took, argv
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -80,6 +81,11 @@ def test_two_shards_run_one_after_another_equal_one_process(unsharded, component
     results = evaluate(bench, run, SETTINGS, segmenter, features, real_cache=tmp_path / "real", progress=False,
                        shard=Shard(1, 2))
     assert results.to_json() == json.loads((run / "results.json").read_text())
+    # every shard's timings are kept; the aggregating pass itself only hit caches
+    shards = results.provenance["shard_timings"]
+    assert sorted(shards) == ["shard-0-of-2", "shard-1-of-2"] and all(t["segment_seconds"] > 0 for t in shards.values())
+    assert results.provenance["timings"]["segment_seconds"] == 0.0
+    assert results.provenance["torch_threads"] >= 1
     _assert_same_as_one_process(run, one)
     for sample in bench.samples:  # real features computed by different shards equal the one-process cache
         for kind in ("fid", "fvd"):
@@ -114,6 +120,9 @@ def test_torchrun_with_gloo_equals_one_process(unsharded, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("results:") == 1  # rank 0 reports, rank 1 stays quiet
     assert "[shard 0/2]" in proc.stderr and "[shard 1/2]" in proc.stderr  # both ranks scored their share
+    provenance = json.loads((run / "results.json").read_text())["provenance"]
+    assert sorted(provenance["shard_timings"]) == ["shard-0-of-2", "shard-1-of-2"]
+    assert provenance["torch_threads"] == torch.get_num_threads()
     _assert_same_as_one_process(run, one)
 
 

@@ -322,3 +322,14 @@ def test_whole_video_fvd_protocol_is_recorded_and_gives_one_row_per_video(evalua
     assert res.overall.fvd == pytest.approx(results["static"].overall.fvd, rel=1e-9)
     with pytest.raises(FlashBenchError, match="--fvd-protocol"):
         FeatureSettings(fvd_protocol="clips16")
+
+
+def test_results_are_stamped_with_the_generation_log_and_videos_they_scored(evaluated):
+    """What reports check (flashbench.report.runs): a later generate or a replaced video makes results.json stale."""
+    from flashbench.run_files import scored_inputs
+
+    _, runs, results, _ = evaluated
+    for name, run in runs.items():
+        stamp = json.loads((run / "results.json").read_text())["provenance"]["scored_inputs"]
+        assert stamp == results[name].provenance["scored_inputs"] == scored_inputs(run)
+    assert len({json.dumps(r.provenance["scored_inputs"]) for r in results.values()}) == 3

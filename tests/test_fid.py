@@ -114,20 +114,21 @@ def test_damaged_converted_weights_are_detected_and_rebuilt(
     assert weights.resolve(fid.WEIGHTS_NAME) == source
     built = {k: v.clone() for k, v in fid.load_state_dict(source).items()}  # safetensors maps the file
     derived = source.with_name(source.name + fid.CONVERTED_SUFFIX)
-    assert derived.is_file() and derived.with_name(derived.name + ".sha256").is_file()
+    assert derived.is_file() and weights.sha256_file(derived) == weights._derived_spec(fid.CONVERTED_SUFFIX).sha256
     assert capsys.readouterr().err == ""
 
-    data = bytearray(derived.read_bytes())  # flip one bit deep inside the tensor data
+    data = bytearray(derived.read_bytes())  # flip one bit deep inside the tensor data, and write a matching sidecar
     data[len(data) // 2] ^= 0x10
     derived.write_bytes(bytes(data))
+    derived.with_name(derived.name + ".sha256").write_text(f"{weights.sha256_file(derived)}  {derived.name}\n")
     again = fid.load_state_dict(source)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "damaged or truncated" in err[0] and "rebuilding it" in err[0]
+    assert len(err) == 1 and "does not match its pinned sha256" in err[0] and "rebuilding it" in err[0]
     assert again.keys() == built.keys() and all(torch.equal(again[k], built[k]) for k in built)
 
     derived.write_bytes(derived.read_bytes()[: len(data) // 3])  # truncated: `weights verify` finds and repairs it
     assert main(["weights", "verify", fid.WEIGHTS_NAME]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{fid.WEIGHTS_NAME}: ok {source}"
-    assert out[1].startswith(f"{fid.WEIGHTS_NAME}: derived rebuilt {derived} (it does not match its sha256 record")
-    assert weights.derived_problem(derived, source, weights.sha256_file(source), rehash=True) is None
+    assert out[1].startswith(f"{fid.WEIGHTS_NAME}: derived rebuilt {derived} (it does not match its pinned sha256")
+    assert weights.derived_problem(weights._derived_spec(fid.CONVERTED_SUFFIX), derived, rehash=True) is None

@@ -133,11 +133,14 @@ def test_torchscript_detector_matches_native(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("FLASHBENCH_HOME", str(tmp_path / "home"))
+    digest = hashlib.sha256(stylegan_v_torchscript.read_bytes()).hexdigest()
+    with pytest.raises(WeightsError, match=f"FLASHBENCH_TRUSTED_SHA256={digest}"):  # only pinned files are used
+        weights.fetch(i3d.WEIGHTS_NAME, source=stylegan_v_torchscript)
+    monkeypatch.setenv("FLASHBENCH_TRUSTED_SHA256", digest)  # the user pins it
     path = weights.fetch(i3d.WEIGHTS_NAME, source=stylegan_v_torchscript)
     assert path == tmp_path / "home" / "weights" / i3d.WEIGHTS_NAME / "i3d_torchscript.pt"
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "i3d_torchscript.pt for 'i3d-kinetics400' is not pinned" in err[0]
-    digest = hashlib.sha256(stylegan_v_torchscript.read_bytes()).hexdigest()
 
     scripted = fvd.I3DFeatures(clip_len=16)  # resolves the cached TorchScript file
     video = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
@@ -169,6 +172,7 @@ def test_unrecognised_i3d_files_are_refused(tmp_path: Path, monkeypatch: pytest.
         other = tmp_path / "other.pt"
         torch.jit.script(_NotI3D()).save(str(other))
     for src, reason in ((noise, "not a TorchScript archive"), (other, "forward lacks StyleGAN-V's I3D")):
+        monkeypatch.setenv("FLASHBENCH_TRUSTED_SHA256", hashlib.sha256(src.read_bytes()).hexdigest())
         with pytest.raises(WeightsError, match="matches no known file of 'i3d-kinetics400'") as err:
             weights.fetch(i3d.WEIGHTS_NAME, source=src)
         assert reason in str(err.value) and "\n" not in str(err.value)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from harness_bench import Hostile, make_bench
+from harness_bench import make_bench
 from PIL import Image
 
 from flashbench.cli import main
@@ -67,17 +67,18 @@ def test_real_video_frame_count_must_match_manifest(bench):
 
 
 def test_hostile_generator_is_isolated_per_sample(bench, tmp_path):
-    """SystemExit is recorded; a hanging sample times out and the run goes on with a fresh generator."""
-    Hostile.instances, Hostile.hung = 0, set()
+    """SystemExit is recorded; a hanging sample times out, its worker process is killed and the run goes on with
+    a fresh one (the hang is 600 s: a run that waited for it would take longer than the bound below)."""
     start = time.perf_counter()
-    summary = generate(bench, tmp_path / "r", "harness_bench:Hostile", {"hang": 20}, timeout=1.5, progress=False)
-    assert time.perf_counter() - start < 15
+    summary = generate(bench, tmp_path / "r", "harness_bench:Hostile", {"hang": 600}, timeout=1.5, progress=False)
+    assert time.perf_counter() - start < 400
     records = {r["id"]: r for r in read_jsonl(tmp_path / "r" / GENERATION)}
     assert records["sq-0"]["status"] == "error" and "SystemExit: generator called sys.exit" in records["sq-0"]["error"]
     assert records["sq-1"]["status"] == "error" and records["sq-1"]["error"].startswith("timeout:")
+    assert "worker process was killed" in records["sq-1"]["error"]
     assert records["sq-2"]["status"] == "ok" and (tmp_path / "r/videos/sq-2.mp4").is_file()
     assert not (tmp_path / "r/videos/sq-1.mp4").exists()
-    assert Hostile.instances == 2 and (summary.generated, summary.failed) == (1, 2)
+    assert (summary.generated, summary.failed) == (1, 2)
 
 
 def test_broken_sample_files_fail_only_that_sample(bench, tmp_path):

@@ -52,7 +52,7 @@ def runs(tmp_path_factory):
             root / "gamma",
             "Gamma",
             bench,
-            metrics(18.0, 140.0, 60.0, 70.0, 0.2, ci=False),
+            metrics(18.0, 140.0, 60.0, 70.0, 0.2, ci=False, n=3),  # 3 scored + 1 failed: the others' 4 samples
             _groups(1.1),
             steps=1,
             seed=2,

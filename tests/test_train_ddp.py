@@ -33,7 +33,7 @@ def test_two_process_run_matches_single_process_and_resumes_exactly(tmp_path):
     bench = build_synthetic(tmp_path / "bench", videos_per_group=2, frames=9, size=(32, 32), groups=("1", "2")).root
     config = tmp_path / "s1.yaml"
     config.write_text(
-        "stage: stage1_adapter\nsteps: 4\nbatch_size: 2\nlr: 1.0e-3\ncheckpoint_every: 2\n"
+        "stage: stage1_adapter\nrandom_teacher: true\nsteps: 4\nbatch_size: 2\nlr: 1.0e-3\ncheckpoint_every: 2\n"
         f"data: {{bench: {bench}, frames: 9, size: [32, 32]}}\n"
         "method: {adapter_options: {channels: 8}, mask_fraction: 0.0, prompt_dropout: 0.5}\n"
     )

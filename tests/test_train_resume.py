@@ -26,7 +26,7 @@ def setup(tmp_path_factory):
     bench = build_synthetic(root / "bench", videos_per_group=2, frames=9, size=(32, 32), groups=("1", "2")).root
     config = root / "stage1.yaml"
     config.write_text(
-        f"stage: stage1_adapter\nsteps: {STEPS}\nbatch_size: 2\nlr: 1.0e-3\ncheckpoint_every: {EVERY}\n"
+        f"stage: stage1_adapter\nrandom_teacher: true\nsteps: {STEPS}\nbatch_size: 2\nlr: 1.0e-3\ncheckpoint_every: {EVERY}\n"
         f"keep_checkpoints: 2\nema: 0.9\ndata: {{bench: {bench}, frames: 9, size: [32, 32], random_crop: true}}\n"
         "method: {adapter: resnet, adapter_options: {channels: 8}, mask_fraction: 0.5}\n"
     )

@@ -24,7 +24,7 @@ def bench(tmp_path_factory):
 def test_adapter_loss_goes_down_with_the_curriculum_and_a_frozen_backbone(bench, tmp_path):
     out = tmp_path / "s1"
     base = {
-        "stage": "stage1_adapter", "out": str(out), "steps": 30, "batch_size": 1, "lr": 3e-3, "checkpoint_every": 100,
+        "stage": "stage1_adapter", "random_teacher": True, "out": str(out), "steps": 30, "batch_size": 1, "lr": 3e-3, "checkpoint_every": 100,
         "data": {"bench": str(bench), "random_crop": False},
         "method": {"adapter": "resnet", "adapter_options": {"channels": 8}, "mask_fraction": 0.5, "prompt_dropout": 0.0},
     }

@@ -5,7 +5,7 @@ Model: the config's preset; a GPU preset (weights from a folder) narrowed to a t
 structure (NARROW: the 5B preset keeps
 its block type, patch size, 48 latent channels, per-token timesteps, its 4-level residual VAE with stride 4x16x16
 and its 512 text tokens; heads, widths and the text encoder are CPU-sized and random-init, so the 5B configs need
-no model_path; depth is 6 of its 30 blocks, which keeps the discriminator's default feature blocks distinct and
+no model_path: `random_teacher=true` lets its stages use the random-init teacher; depth is 6 of its 30 blocks, which keeps the discriminator's default feature blocks distinct and
 the file under a minute: every module is per block, so no code path depends on the count). The CPU presets
 (`tiny`, `toy`) are used as they are.
 
@@ -99,8 +99,10 @@ def _overrides(path: Path, out: Path, root: Path) -> list[str]:
                  "batch_size=1", f"steps={min(int(data.get('steps', 100)), 1)}", f"data.cache={root / ('cache-' + preset)}"]
     if data.get("validate_every"):
         overrides.append(f"data.val_bench={root / 'val'}")  # a held-out benchmark, as `flashmotion pipeline --val-bench`
-    if preset in GPU_PRESETS and data.get("mixed_precision", "auto") in ("auto", "bf16"):
-        overrides.append("mixed_precision=bf16")  # what `auto` is on CUDA, run on the CPU
+    if preset in GPU_PRESETS:
+        overrides.append("random_teacher=true")  # the narrowed random-init stand-in for model_path's teacher
+        if data.get("mixed_precision", "auto") in ("auto", "bf16"):
+            overrides.append("mixed_precision=bf16")  # what `auto` is on CUDA, run on the CPU
     return overrides
 
 

@@ -41,7 +41,7 @@ def _config(stage, bench, out, steps, **extra):
 def test_stage1_validation_shows_the_adapter_uses_its_trajectory(bench, tmp_path):
     out = tmp_path / "s1"
     method = {"adapter": "resnet", "adapter_options": {"channels": 8}, "mask_fraction": 0.0, "prompt_dropout": 0.0}
-    train(_config("stage1_adapter", bench, out, 40, lr=3e-3, method=method))
+    train(_config("stage1_adapter", bench, out, 40, lr=3e-3, random_teacher=True, method=method))
     rows = _rows(out)
     checked = [r for r in rows if r["val/loss"]]
     assert [int(r["step"]) for r in checked] == [20, 40]

@@ -247,6 +247,7 @@ class BenchmarkWriter:
             raise BenchmarkError(f"{self.root} is a file; give --out a folder path")
         if self.root.is_dir() and any(self.root.iterdir()) and not overwrite:
             raise BenchmarkError(f"{self.root} is not empty; choose another --out or pass --overwrite")
+        _check_name_length(self.root)
         self.overwrite = overwrite
         _remove_stale_builds(self.root)
         self.staging = self.root.with_name(f".{self.root.name}.building-{os.getpid()}")
@@ -375,6 +376,20 @@ class BenchmarkWriter:
             self.root.rmdir()
         os.replace(self.staging, self.root)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_name_length(root: Path) -> None:
+    """BenchmarkError unless the staging sibling `.<name>.building-<pid>` fits the filesystem's name limit."""
+    existing = next((p for p in [root.parent, *root.parent.parents] if p.is_dir()), Path("/"))
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    extra = len(f"..building-{2**22}")  # the staging name around the folder's name (pids up to 2**22)
+    size = len(os.fsencode(root.name))
+    if size + extra > limit:
+        raise BenchmarkError(f"--out name {root.name[:32]}... is {size} bytes; the build's staging folder needs "
+                             f"{extra} more and names may have {limit}: use a name of at most {limit - extra} bytes")
 
 
 def _remove_stale_builds(root: Path) -> None:

@@ -66,8 +66,26 @@ def _synthetic(args: argparse.Namespace) -> int:
         style=args.style,
     )  # fmt: skip
     sizes = ", ".join(f"{g}: {n}" for g, n in bench.meta.group_sizes.items())
-    print(f"wrote {len(bench)} samples to {bench.root} ({sizes}); content hash {bench.meta.content_hash}")
+    _wrote(bench, f" ({sizes})")
     return 0
+
+
+def _wrote(bench, detail: str = "") -> None:
+    """The build's last lines: where it went, and a warning when its videos are shorter than evaluate's default
+    FVD clip (evaluate would refuse them with its defaults)."""
+    import sys
+
+    from flashbench.evaluation import EvalSettings
+    from flashbench.metrics.fvd import MIN_CLIP_LEN
+
+    print(f"wrote {len(bench)} samples to {bench.root}{detail}; content hash {bench.meta.content_hash}")
+    shortest = min((s.num_frames for s in bench.samples), default=None)
+    clip = EvalSettings().clip_len
+    if shortest is not None and shortest < clip:
+        fix = (f"evaluate with --clip-len {shortest} or --fvd-protocol whole-video" if shortest >= MIN_CLIP_LEN
+               else f"FVD needs >= {MIN_CLIP_LEN} frames: rebuild with --frames {clip} (or --min-frames)")
+        print(f"warning: the shortest video has {shortest} frames, fewer than evaluate's default {clip}-frame FVD "
+              f"clips; {fix}", file=sys.stderr)
 
 
 def _davis(args: argparse.Namespace) -> int:
@@ -79,7 +97,7 @@ def _davis(args: argparse.Namespace) -> int:
         source_fps=args.source_fps, overwrite=args.overwrite,
     )  # fmt: skip
     print(summary.format())
-    print(f"wrote {len(bench)} samples to {bench.root}; content hash {bench.meta.content_hash}")
+    _wrote(bench)
     return 0
 
 
@@ -94,13 +112,15 @@ def _magicdata(args: argparse.Namespace) -> int:
         black=args.black, still=args.still, overwrite=args.overwrite, skip_missing=args.skip_missing,
     )  # fmt: skip
     print(summary.format())
-    print(f"wrote {len(bench)} samples to {bench.root}; content hash {bench.meta.content_hash}")
+    _wrote(bench)
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
     from flashbench.data.validate import validate_benchmark
 
+    if not args.dir.is_dir():
+        raise BenchmarkError(f"{args.dir} is not a folder; give a benchmark folder (made by `flashbench build`)")
     report = validate_benchmark(args.dir)
     print(report.format())
     return 0 if report.ok else 1

@@ -2,9 +2,12 @@
 
 The full check recomputes the content hash (every video decoded, flashbench.data.benchmark.content_hash) and
 compares each real video's decoded frame count and size with its manifest record. It is slow on large
-benchmarks, so a passed check leaves a stamp, sha256 over (path, size, mtime) of every file of the benchmark,
-under $FLASHBENCH_HOME/verified/; the next check with the same stamp and meta hash passes without decoding.
-Any change of a file's size or mtime (or a new or missing file) forces the full check again.
+benchmarks, so a passed check leaves a stamp, sha256 over (path, size, mtime, ctime, inode, device) of every
+file of the benchmark, under $FLASHBENCH_HOME/verified/; the next check with the same stamp and meta hash passes
+without decoding. Any change of those (or a new or missing file) forces the full check again. The ctime is
+what makes the stamp trustworthy: writing a file or setting its mtime back (`touch -d`, `os.utime`) sets it to
+the current time, and no user call sets it back, so an edit of the same size with the mtime restored is
+still seen; a file swapped in by rename has another inode.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ class Verify(str, Enum):
 
 
 def files_stamp(root: Path) -> str:
-    """sha256 over (relative path, size, mtime_ns) of every file under `root`, sorted by path."""
+    """sha256 over (relative path, size, mtime_ns, ctime_ns, inode, device) of every file under `root`, sorted
+    by path."""
     root = Path(root)
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         st = path.stat()
-        h.update(f"{path.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        fields = (path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        h.update(("\0".join(map(str, fields)) + "\n").encode())
     return h.hexdigest()
 
 

@@ -6,6 +6,8 @@ A generator turns a `GenerationRequest` (first frame, prompt, target trajectorie
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -64,6 +66,23 @@ def bind_benchmark(generator: Generator, bench: Benchmark) -> None:
         bind(bench)
 
 
+MAX_NFE = 100_000  # network evaluations per video: 1000 CFG steps are 2000; more is a unit mistake
+MAX_DENOISE_SECONDS = 1e6  # 11.6 days for one video
+
+
+def check_timing(nfe: object, seconds: object, where: str) -> tuple[int, float]:
+    """(nfe, denoise_seconds) as (int, float) when nfe is a whole number in [0, MAX_NFE] and seconds a finite
+    number in [0, MAX_DENOISE_SECONDS]; else a one-line GenerationError starting with `where`."""
+    real = all(isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_) for v in (nfe, seconds))
+    if not real or not all(math.isfinite(v) for v in (nfe, seconds)):
+        raise GenerationError(f"{where}: nfe {nfe!r} / denoise_seconds {seconds!r} must be finite numbers")
+    if nfe != int(nfe) or not 0 <= nfe <= MAX_NFE:
+        raise GenerationError(f"{where}: nfe {nfe!r} is not a whole number in [0, {MAX_NFE}]")
+    if not 0 <= seconds <= MAX_DENOISE_SECONDS:
+        raise GenerationError(f"{where}: denoise_seconds {seconds!r} is not in [0, {MAX_DENOISE_SECONDS:g}]")
+    return int(nfe), float(seconds)
+
+
 def check_output(video: GeneratedVideo, request: GenerationRequest) -> np.ndarray:
     """Return the frames as uint8 (T, H, W, 3) or raise a one-line GenerationError saying what is wrong."""
     frames = np.asarray(video.frames)
@@ -74,6 +93,5 @@ def check_output(video: GeneratedVideo, request: GenerationRequest) -> np.ndarra
         raise GenerationError(f"{request.sample_id}: frames must be uint8 in [0, 255], got {frames.dtype}; convert before returning")
     if frames.shape != expected:
         raise GenerationError(f"{request.sample_id}: generated video is {frames.shape}, expected {expected} (T, H, W, 3)")
-    if not np.isfinite(video.denoise_seconds) or video.denoise_seconds < 0 or video.nfe < 0:
-        raise GenerationError(f"{request.sample_id}: nfe/denoise_seconds must be non-negative numbers")
+    check_timing(video.nfe, video.denoise_seconds, request.sample_id)
     return frames

@@ -66,6 +66,11 @@ def format_spec(name: str, args: dict[str, Any]) -> str:
     return " ".join(shlex.quote(i) for i in items)
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def _safe_load(raw: str) -> Any:
     try:
         return load_yaml(raw) if raw.strip() else ""
@@ -79,8 +84,10 @@ def generator_factory(name: str) -> Callable[..., Generator]:
         module_name, _, attr = name.partition(":")
         try:
             obj: Any = importlib.import_module(module_name)
-        except ImportError as e:
-            raise GeneratorSpecError(f"cannot import {module_name!r} for generator {name!r} ({e})") from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - ImportError, SyntaxError, SystemExit or anything on import
+            raise GeneratorSpecError(f"cannot import {module_name!r} for generator {name!r} ({_one_line(e)})") from None
         for part in attr.split("."):
             if not hasattr(obj, part):
                 raise GeneratorSpecError(f"module {module_name!r} has no attribute {attr!r} (generator {name!r})")
@@ -94,7 +101,12 @@ def generator_factory(name: str) -> Callable[..., Generator]:
         raise GeneratorSpecError(
             f"unknown generator {name!r}; {hint}registered: {', '.join(names) or 'none'} (or give module:Class)"
         )
-    return found[0].load()
+    try:
+        return found[0].load()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - a broken plug-in package
+        raise GeneratorSpecError(f"cannot load generator {name!r} ({found[0].value}: {_one_line(e)})") from None
 
 
 def accepts(factory: Callable[..., Any], param: str) -> bool:
@@ -113,8 +125,14 @@ def load_generator(spec: str, **kwargs: Any) -> Generator:
     factory = generator_factory(name)
     try:
         generator = factory(**args)
+    except FlashBenchError:
+        raise
     except TypeError as e:
         raise GeneratorSpecError(f"generator {name!r} does not accept arguments {sorted(args)} ({e})") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - its constructor failed: one line, not a traceback
+        raise GeneratorSpecError(f"generator {name!r} could not be built ({_one_line(e)})") from None
     if not isinstance(generator, Generator):
         raise GeneratorSpecError(
             f"{name!r} built a {type(generator).__name__}, which lacks a `name` attribute or `generate(request)`"

@@ -19,14 +19,13 @@ reported, and `extra["timing"]` says they were not measured.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
 from flashbench.errors import GenerationError
-from flashbench.generators.base import GeneratedVideo, GenerationRequest
+from flashbench.generators.base import GeneratedVideo, GenerationRequest, check_timing
 
 
 def fit_video(frames: np.ndarray, num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
@@ -69,12 +68,13 @@ class Videos:
             return self.nfe, 0.0, "not measured (videos made elsewhere)"
         try:
             record = json.loads(path.read_text())
-            nfe, seconds = int(record.get("nfe", self.nfe)), float(record.get("denoise_seconds", 0.0))
-        except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:
-            raise GenerationError(f"{sample_id}: bad timing sidecar {path} ({e}); write "
-                                  '{"nfe": N, "denoise_seconds": S} or delete it') from None
-        if nfe < 0 or not math.isfinite(seconds) or seconds < 0:
-            raise GenerationError(f"{sample_id}: {path} has negative or non-finite nfe/denoise_seconds")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            record = e
+        if not isinstance(record, dict):
+            raise GenerationError(f"{sample_id}: bad timing sidecar {path} ({record}); write "
+                                  '{"nfe": N, "denoise_seconds": S} or delete it')
+        nfe, seconds = check_timing(record.get("nfe", self.nfe), record.get("denoise_seconds", 0.0),
+                                    f"{sample_id}: timing sidecar {path}")
         return nfe, seconds, f"from {path.name}"
 
     def generate(self, request: GenerationRequest) -> GeneratedVideo:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flashbench.cli import positive_int
+from flashbench.cli import check_device, positive_int
 from flashbench.errors import FlashBenchError, VideoError, WeightsError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -87,7 +87,7 @@ def _weights_list(args: argparse.Namespace) -> int:
                 *wf.urls,
                 *([f"pip {wf.package.requirement} ({wf.package.kind})"] if wf.package else []),
             ]
-            sha = f"sha256 {wf.sha256}" if wf.pinned else f"sha256 not pinned (format check: {wf.check})"
+            sha = f"sha256 {wf.sha256}" if wf.pinned else f"sha256 not pinned (used only when listed in $FLASHBENCH_TRUSTED_SHA256; format check: {wf.check})"
             print(f"  {wf.filename}  {sha}  {size}  sources: {', '.join(sources) or '--from only'}")
     return 0
 
@@ -138,8 +138,9 @@ def _fid(args: argparse.Namespace) -> int:
 
     if args.stride < 1:
         raise FlashBenchError(f"--stride must be >= 1, got {args.stride}")
+    device = check_device(args.device)
     videos_a, videos_b = list_videos(args.a), list_videos(args.b)
-    model = InceptionFeatures(device=args.device, batch_size=args.batch_size)
+    model = InceptionFeatures(device=device, batch_size=args.batch_size)
     a = _features(lambda v: model.video_features(v, stride=args.stride), videos_a, f"FID {args.a.name}")
     b = _features(lambda v: model.video_features(v, stride=args.stride), videos_b, f"FID {args.b.name}")
     print(f"FID: {fid_from_features(a, b)}")
@@ -149,9 +150,10 @@ def _fid(args: argparse.Namespace) -> int:
 def _fvd(args: argparse.Namespace) -> int:
     from flashbench.metrics.fvd import I3DFeatures, fvd_from_features
 
+    device = check_device(args.device)
     videos_a, videos_b = list_videos(args.a), list_videos(args.b)
     model = I3DFeatures(
-        device=args.device,
+        device=device,
         clip_len=args.clip_len or None,
         clip_stride=args.clip_stride,
         batch_size=args.batch_size,

@@ -76,19 +76,20 @@ CONVERTED_SUFFIX = ".pytorch-fid.safetensors"
 def write_converted(source: Path, target: Path) -> None:
     """Builder of the derived file (registry: inception-fid): the converted state dict as safetensors.
 
-    The metadata names the source and its sha256 (informative; the `.sha256` record is what is checked).
+    One metadata entry names the source and its sha256 (one key: safetensors writes several in no fixed order,
+    and the registry pins the file's bytes).
     """
     from safetensors.torch import save_file
 
-    metadata = {"source": Path(source).name, "source_sha256": weights.sha256_cached(Path(source))}
+    metadata = {"source": f"{Path(source).name} sha256 {weights.sha256_cached(Path(source))}"}
     save_file(convert_torchscript(source), str(target), metadata=metadata)
 
 
-def _converted_state_dict(path: Path, sha256: str) -> dict[str, torch.Tensor]:
+def _converted_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Converted weights from the verified derived file (built or rebuilt first when needed)."""
     from safetensors.torch import load_file
 
-    cache = weights.ensure_derived(path, CONVERTED_SUFFIX, sha256)
+    cache = weights.ensure_derived(path, CONVERTED_SUFFIX)
     if cache is None:  # read-only cache folder: convert again next time
         return convert_torchscript(path)
     return load_file(str(cache))
@@ -98,7 +99,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """pytorch-fid-format state dict from either registered file format."""
     path = Path(path)
     if weights.is_torchscript_archive(path):
-        return _converted_state_dict(path, weights.sha256_cached(path))
+        return _converted_state_dict(path)
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise WeightsError(f"{path} is neither the FID Inception TorchScript nor pytorch-fid's state dict")

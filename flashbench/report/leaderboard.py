@@ -7,6 +7,10 @@ where results.json has them, the best value per column is bold, and a missing (n
 with its reason (see `metric_reason`). Under the runs, every table with IoU or ObjMC has a tracker-ceiling row
 per distinct ceiling in the runs' results (`ceiling_rows`: the ground truth tracked by the same segmenter), never
 bold, so a reader sees how much of the scale the tracker allows.
+
+A run that covers fewer samples than the others (scored + failed; e.g. generated with --limit) is partial: its
+Method cell says "partial: k of N samples" in every table, a note says its values (FID/FVD and "All" above all)
+are not comparable, and it is never bold.
 """
 
 from __future__ import annotations
@@ -102,9 +106,30 @@ def metric_reason(run: RunRecord, metrics: Metrics, key: str) -> str | None:
     return f"{LABELS.get(key, key)} of {run.name}: {reason}" if reason else None
 
 
+def coverage(run: RunRecord) -> int:
+    """Samples the run's results cover: scored ones plus failed ones."""
+    return run.overall.n + len(run.results.errors)
+
+
+def partial_runs(runs: list[RunRecord]) -> dict[str, str]:
+    """{run name: "k of N samples"} for runs that cover fewer samples than the widest run."""
+    full = max(coverage(r) for r in runs)
+    return {r.name: f"{coverage(r)} of {full} samples" for r in runs if coverage(r) < full}
+
+
+def _method_cell(run: RunRecord, partial: dict[str, str]) -> Cell:
+    return Cell(f"{run.name} (partial: {partial[run.name]})" if run.name in partial else run.name)
+
+
+def coverage_notes(runs: list[RunRecord]) -> list[str]:
+    return [f"{name} is partial ({what}): its values, FID/FVD and \"All\" above all, are over fewer samples "
+            "and not comparable with the other rows." for name, what in partial_runs(runs).items()]
+
+
 def _metric_cells(runs: list[RunRecord], scopes: list[Metrics], key: str) -> list[Cell]:
+    partial = partial_runs(runs)
     values = [m.value(key) for m in scopes]
-    best = best_rows(values, BETTER[key])
+    best = best_rows([None if r.name in partial else v for r, v in zip(runs, values, strict=True)], BETTER[key])
     cells = []
     for i, (run, metrics, value) in enumerate(zip(runs, scopes, values, strict=True)):
         note = metric_reason(run, metrics, key) if is_missing(value) else None
@@ -119,16 +144,18 @@ def leaderboard_table(runs: list[RunRecord]) -> Table:
     FID/FVDs computed from fewer feature rows than dimensions."""
     scopes = [r.overall for r in runs]
     columns = [_metric_cells(runs, scopes, key) for key, _, _ in COLUMNS]
+    partial = partial_runs(runs)
     rows = []
     for i, run in enumerate(runs):
         steps = Cell(MISSING if run.steps is None else str(run.steps))
         nfe = run.overall.nfe
-        rows.append([Cell(run.name), steps, Cell(MISSING if nfe is None else f"{nfe:g}")] + [col[i] for col in columns])
+        rows.append([_method_cell(run, partial), steps, Cell(MISSING if nfe is None else f"{nfe:g}")]
+                    + [col[i] for col in columns])
     ceilings = ceiling_rows(runs)
     for row in ceilings:
         rows.append([Cell(row.label), Cell(MISSING), Cell(MISSING)]
                     + _ceiling_cells(row.ceiling.overall, [key for key, _, _ in COLUMNS]))
-    notes = [
+    notes = coverage_notes(runs) + [
         f"{run.name}: {n} sample(s) failed and are excluded (see {run.path / 'results.json'} `errors`)."
         for run in runs
         if (n := len(run.results.errors))
@@ -145,7 +172,8 @@ def leaderboard_frame(runs: list[RunRecord]) -> pd.DataFrame:
     for run in runs:
         info = run.info()
         metrics = run.overall
-        record = {"method": run.name, "row": "run", "steps": run.steps, "nfe": metrics.nfe, "n": metrics.n}
+        record = {"method": run.name, "row": "run", "steps": run.steps, "nfe": metrics.nfe, "n": metrics.n,
+                  "samples": coverage(run), "partial": run.name in partial_runs(runs)}
         for key in keys:
             ci = metrics.interval(key) or [None, None]
             record[key] = metrics.value(key)
@@ -191,12 +219,13 @@ def group_table(runs: list[RunRecord], key: str) -> Table:
     groups = group_labels(runs)
     columns = [_metric_cells(runs, [r.results.group(g) for r in runs], key) for g in groups]
     columns.append(_metric_cells(runs, [r.overall for r in runs], key))
-    rows = [[Cell(run.name)] + [col[i] for col in columns] for i, run in enumerate(runs)]
+    partial = partial_runs(runs)
+    rows = [[_method_cell(run, partial)] + [col[i] for col in columns] for i, run in enumerate(runs)]
     if key in CEILING_METRICS:
         for row in ceiling_rows(runs):
             rows.append([Cell(row.label)] + [_ceiling_cells(m, [key])[0] for m in ceiling_scopes(row, groups)])
     headers = ["Method"] + [f"{g} obj" for g in groups] + ["All"]
-    return Table(headers, rows, ["l"] + ["r"] * (len(groups) + 1))
+    return Table(headers, rows, ["l"] + ["r"] * (len(groups) + 1), coverage_notes(runs))
 
 
 def group_frame(runs: list[RunRecord], key: str) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flashbench.errors import FlashBenchError
 from flashbench.results import Metrics, Results, ResultsError
-from flashbench.run_files import RunError, read_json
+from flashbench.run_files import RunError, read_json, scored_inputs
 
 
 class ReportError(FlashBenchError):
@@ -94,6 +94,7 @@ def load_run(path: Path) -> RunRecord:
         results = Results.from_json(data, path / "results.json")
     except ResultsError as e:
         raise ReportError(str(e)) from None
+    _check_fresh(path, results)
     samples = []
     jsonl = path / "samples.jsonl"
     if jsonl.is_file():
@@ -108,6 +109,24 @@ def load_run(path: Path) -> RunRecord:
                 ) from None
     name = run.get("name") or results.run.name or run.get("generator") or path.name
     return RunRecord(path=path, name=str(name), run=run, results=results, samples=samples)
+
+
+def _check_fresh(path: Path, results: Results) -> None:
+    """Refuse a results.json whose run changed after it was evaluated (its `scored_inputs` stamp; files from
+    before the stamp cannot be checked)."""
+    stamp = results.provenance.get("scored_inputs")
+    if not isinstance(stamp, dict):
+        return
+    try:
+        now = scored_inputs(path)
+    except RunError as e:
+        raise ReportError(str(e)) from None
+    changed = [label for key, label in (("generation", "generation log"), ("videos", "videos"))
+               if stamp.get(key) != now[key]]
+    if changed:
+        what = " and ".join(changed)
+        raise ReportError(f"{path / 'results.json'} is stale: the run's {what} changed after it was evaluated "
+                          f"(e.g. generate --retry-errors); re-run `flashbench evaluate --run {path}`")
 
 
 def load_runs(paths: list[Path]) -> list[RunRecord]:

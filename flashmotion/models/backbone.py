@@ -423,17 +423,24 @@ def load_component(root: str | Path, name: str, dtype: torch.dtype = torch.float
 
     if not (Path(root) / name).is_dir():
         raise WeightsError(f"missing {Path(root) / name}; the backbone folder is incomplete")
-    if name == "transformer":
-        if importlib.util.find_spec("accelerate") is None:  # diffusers needs it for _keep_in_fp32_modules
-            raise ModelConfigError("loading WanTransformer3DModel needs accelerate: pip install accelerate")
-        return WanTransformer3DModel.from_pretrained(root, subfolder=name, torch_dtype=dtype)
-    if name == "vae":
-        return AutoencoderKLWan.from_pretrained(root, subfolder=name, torch_dtype=torch.float32)
-    if name == "text_encoder":
-        return UMT5EncoderModel.from_pretrained(root, subfolder=name, dtype=dtype)
-    if name == "tokenizer":
-        return AutoTokenizer.from_pretrained(root, subfolder=name)
-    raise ModelConfigError(f"unknown backbone component {name!r}; choose from {SUBFOLDERS}")
+    if name == "transformer" and importlib.util.find_spec("accelerate") is None:  # for _keep_in_fp32_modules
+        raise ModelConfigError("loading WanTransformer3DModel needs accelerate: pip install accelerate")
+    loaders = {  # weights from safetensors only: a pickled .bin is refused, never unpickled
+        "transformer": lambda: WanTransformer3DModel.from_pretrained(root, subfolder=name, torch_dtype=dtype,
+                                                                    use_safetensors=True),
+        "vae": lambda: AutoencoderKLWan.from_pretrained(root, subfolder=name, torch_dtype=torch.float32,
+                                                        use_safetensors=True),
+        "text_encoder": lambda: UMT5EncoderModel.from_pretrained(root, subfolder=name, dtype=dtype, use_safetensors=True),
+        "tokenizer": lambda: AutoTokenizer.from_pretrained(root, subfolder=name),
+    }
+    if name not in loaders:
+        raise ModelConfigError(f"unknown backbone component {name!r}; choose from {SUBFOLDERS}")
+    try:
+        return loaders[name]()
+    except (OSError, ValueError, RuntimeError) as e:
+        text = " ".join(str(e).split())[:300]
+        raise WeightsError(f"{Path(root) / name} cannot be loaded ({type(e).__name__}: {text}); it needs "
+                           "save_pretrained files with safetensors weights") from None
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:

@@ -7,8 +7,12 @@ Layout of `<out>/checkpoints/step-<NNNNNNNN>/`:
                                  layouts)
     state.pt                     optimizers (without a process group) + schedulers + EMA shadows and the step
     rng-rank<r>.pt               per rank: torch, CUDA, numpy and python RNG states
-    meta.json                    {"step", "world_size", "method_state", "data_order"}; written last (atomically),
-                                 so a folder without it is incomplete and ignored by `latest_checkpoint`
+    meta.json                    {"format", "step", "world_size", "method_state", "data_order", "files"}; written
+                                 last (atomically), so a folder without it is incomplete and ignored by
+                                 `latest_checkpoint`; "files" is the sha256 of every other file in the folder
+
+The .pt files hold only tensors, numbers, strings and containers, so they load with weights_only=True; loading
+checks the sha256 manifest first (flashmotion.train.checkpoint_safety), and DCP is read with a restricted reader.
 
 Data order needs no saved generator: the batch of step s is a pure function of (seed, s)
 (flashmotion.train.data.batch_order); meta.json records that seed so a resume with another seed is refused.
@@ -30,13 +34,27 @@ from torch import nn
 
 from flashbench import atomic
 from flashmotion.errors import CheckpointError
+from flashmotion.train import checkpoint_safety
+from flashmotion.train.checkpoint_safety import META
 
-META = "meta.json"
+FORMAT = 2  # 2: weights_only-loadable .pt files and a sha256 manifest in meta.json
 PREFIX = "step-"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The RNG states as tensors and plain values (numpy's key array as an int64 tensor)."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -44,7 +62,13 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    saved = state["numpy"]
+    np.random.set_state({
+        "bit_generator": saved["bit_generator"],
+        "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]},
+        "has_gauss": saved["has_gauss"],
+        "gauss": saved["gauss"],
+    })
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -119,7 +143,10 @@ def save(
     if dist.is_initialized():
         dist.barrier()
     if rank == 0:
-        meta = {"step": step, "world_size": world_size, "method_state": method_state, "data_order": data_order}
+        meta = {
+            "format": FORMAT, "step": step, "world_size": world_size, "method_state": method_state,
+            "data_order": data_order, "files": checkpoint_safety.manifest(directory),
+        }
         atomic.write_text(directory / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         complete = sorted(p for p in directory.parent.glob(f"{PREFIX}*") if (p / META).is_file())
         for old in complete[:-keep]:
@@ -139,19 +166,23 @@ def load(
     rank: int,
     world_size: int,
 ) -> dict:
-    """Restore checkpoint `directory` in place; returns its meta (step, method_state, data_order)."""
+    """Restore checkpoint `directory` in place after checking its sha256 manifest (on rank 0, before any rank
+    reads it); returns its meta (step, method_state, data_order)."""
     import torch.distributed as dist
 
     directory = Path(directory)
-    meta = json.loads((directory / META).read_text())
-    if meta["world_size"] != world_size:
+    meta = read_meta(directory)
+    if meta.get("world_size") != world_size:
         raise CheckpointError(
-            f"{directory} was written by {meta['world_size']} processes, this run has {world_size}; resume with "
-            f"torchrun --nproc_per_node {meta['world_size']}"
+            f"{directory} was written by {meta.get('world_size')} processes, this run has {world_size}; resume with "
+            f"torchrun --nproc_per_node {meta.get('world_size')}"
         )
-    saved = torch.load(directory / "state.pt", map_location="cpu", weights_only=False)
+    if rank == 0:
+        checkpoint_safety.verify_manifest(directory, meta)
     if dist.is_initialized():
-        import torch.distributed.checkpoint as dcp
+        dist.barrier()
+    saved = checkpoint_safety.load_pickle(directory / "state.pt")
+    if dist.is_initialized():
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
         payload, owners = {}, {}
@@ -162,7 +193,7 @@ def load(
             if opts:
                 payload[f"optim/{name}"] = optim_sd
             owners[name] = opts
-        dcp.load(payload, checkpoint_id=str(directory / "dcp"))
+        checkpoint_safety.load_dcp(payload, directory / "dcp")
         for name, module in modules.items():
             set_state_dict(
                 module, owners[name], model_state_dict=payload[f"module/{name}"],
@@ -182,5 +213,20 @@ def load(
         for dst, src in zip(shadow, saved["ema"][key], strict=True):
             dst.copy_(src)
     rng_path = directory / f"rng-rank{rank}.pt"
-    set_rng_state(torch.load(rng_path, map_location="cpu", weights_only=False))
+    set_rng_state(checkpoint_safety.load_pickle(rng_path))
+    return meta
+
+
+def read_meta(directory: Path) -> dict:
+    """meta.json of a checkpoint folder; a missing or garbled one is a CheckpointError."""
+    path = Path(directory) / META
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read ({e}); delete this step folder to resume from an older one") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a format-{FORMAT} checkpoint (written by an older flashmotion: its files cannot be "
+            "checked); start the run again in a new out=DIR"
+        )
     return meta

@@ -28,6 +28,7 @@ MIXED_PRECISION = ("auto", "bf16", "fp32")
 DISTRIBUTED = ("ddp", "fsdp")
 LR_SCHEDULES = ("constant", "cosine")
 CONDITION_KINDS = ("mask", "box")
+RANDOM_TEACHER_REFUSED = ("stage1_adapter",)  # stages that would silently train against a random-init teacher
 
 
 @dataclass
@@ -75,7 +76,10 @@ training); batch_size: GLOBAL batch per step
     autocast on CUDA, fp32 on CPU (frozen roles follow it: flashmotion.train.precision); distributed: ddp
     (gradient averaging) or fsdp (FSDP2 fully_shard per role) under torchrun; checkpoint_every / keep_checkpoints:
     resumable checkpoints; log_every: CSV rows; validate_every / validate_clips: the stage's held-out
-    validation every N steps (0: off) on the first clips of data.val_bench (flashmotion.train.validation); seed: base seed (rank r uses seed + r)."""
+    validation every N steps (0: off) on the first clips of data.val_bench (flashmotion.train.validation); seed:
+    base seed (rank r uses seed + r); random_teacher: let a
+    stage that needs a teacher (RANDOM_TEACHER_REFUSED) train on a random-init one when neither init.teacher nor
+    model_path gives it (smoke tests of the tiny preset; off: `check_teacher` refuses to train it)."""
 
     stage: str
     preset: str = "tiny"
@@ -101,6 +105,7 @@ training); batch_size: GLOBAL batch per step
     log_every: int = 1
     validate_every: int = 0
     validate_clips: int = 4
+    random_teacher: bool = False
     init: dict[str, str | None] = field(default_factory=dict)  # null: drop a pipeline default
     data: DataConfig = field(default_factory=DataConfig)
     method: dict[str, Any] = field(default_factory=dict)
@@ -195,6 +200,14 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     return cls(**values)
 
 
+def check_teacher(config: TrainConfig) -> None:
+    """Refuse to train a stage of RANDOM_TEACHER_REFUSED on a random-init teacher unless random_teacher is set."""
+    if (config.stage in RANDOM_TEACHER_REFUSED and "teacher" not in config.init and config.model_path is None
+            and not config.random_teacher):
+        raise ModelConfigError(f"{config.stage} needs a teacher: pass init.teacher=DIR (the stage0_dit export) or "
+                               "model_path=DIR; random_teacher=true trains on a random-init one (smoke tests only)")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
@@ -204,7 +217,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ModelConfigError(f"override {text!r} must look like key=value or section.key=value")
-    return key.split("."), load_yaml(value) if value != "" else ""
+    try:
+        return key.split("."), load_yaml(value) if value != "" else ""
+    except yaml.YAMLError as e:  # e.g. a !!python tag, which the safe loader refuses to construct
+        raise ModelConfigError(f"override {key}= is not a plain YAML value ({' '.join(str(e).split())[:200]})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -228,8 +244,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ModelConfigError(f"training config {path} does not exist; see configs/<preset>/<stage>.yaml")
     try:
         data = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ModelConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    except yaml.YAMLError as e:  # also a !!python tag, which the safe loader refuses to construct
+        raise ModelConfigError(f"{path} is not plain YAML ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path} must be a YAML mapping of training settings")
     return data

@@ -14,7 +14,9 @@ Per optimizer step s (0-based) with global batch B, W ranks and A accumulation m
   to the rows of those steps (EMA weights, eval mode, its own seeded generator: training's streams are untouched).
 Models are built with the global RNGs seeded with `seed` on every rank (and, for ddp, rank 0's trainable
 weights are broadcast); training then seeds them with seed + rank. A checkpoint is written every `checkpoint_every` steps
-and at the end; `resume=True` restores the latest one and continues exactly (same CSV as an uninterrupted run).
+and at the end; `resume=True` restores the latest one and continues exactly (same CSV as an uninterrupted run),
+with the run's own config: a resume whose config (YAML + overrides) differs from the run's config.json in
+anything but `steps` is refused, as is resuming a finished run (done.json; delete it to train a run longer).
 At the end: `<out>/export` (the method's generator checkpoint, with EMA weights when enabled), `<out>/loss.png`
 and `<out>/done.json` (provenance; its presence marks the stage finished for the pipeline).
 """
@@ -37,7 +39,7 @@ from flashbench import provenance
 from flashmotion.errors import CheckpointError, ModelConfigError
 from flashmotion.models.build import build_encoders, enable_gradient_checkpointing
 from flashmotion.train import checkpointing, distributed, precision
-from flashmotion.train.config import TrainConfig, method_config, to_dict
+from flashmotion.train.config import TrainConfig, check_teacher, method_config, to_dict
 from flashmotion.train.data import BatchEncoder, ClipDataset, batch_order
 from flashmotion.train.logging import TrainLog
 from flashmotion.train.method import StepContext, TrainingMethod
@@ -177,6 +179,7 @@ def train(config: TrainConfig, resume: bool = False, config_path: str | None = N
 
 
 def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_path: str | None) -> Path:
+    check_teacher(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     stage = get_stage(config.stage)
@@ -189,12 +192,15 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
         )
     if not resume and checkpointing.latest_checkpoint(out) is not None:
         raise CheckpointError(f"{out} already holds checkpoints; pass --resume to continue or choose another out=DIR")
+    if resume:
+        _check_resume(out, config, env)
     device = env.device
     seed_everything(config.seed)  # model construction draws the same initial weights on every rank ...
     encoders = build_encoders(
         config.preset, config.model_path, config.init.get("encoders"), seed=config.seed,
         dtype=precision.encoder_dtype(config, device), device=device,
     )
+    encoders.latent_shape(config.data.frames, *config.data.size)  # a size the VAE cannot take fails here, in one line
     method: TrainingMethod = stage.factory(config, mcfg, encoders, device)
     modules = method.modules()
     if env.distributed and config.distributed == "ddp":
@@ -228,11 +234,17 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
             if env.is_main:
                 print(f"--resume: no checkpoint under {out / 'checkpoints'}, starting from step 0")
         else:
+            meta = checkpointing.read_meta(latest)
+            if int(meta["step"]) > config.steps:
+                raise CheckpointError(f"{latest} is at step {meta['step']}, past steps={config.steps}; pass steps >= "
+                                      f"{meta['step']} or start a new out=DIR")
             meta = checkpointing.load(latest, modules, opt.state(), env.rank, env.world_size)
             if meta["data_order"] != data_order:
                 raise CheckpointError(f"{latest} was written with data order {meta['data_order']}, this run has {data_order}")
             method.load_state_dict(meta["method_state"])
             start = int(meta["step"])
+            if env.is_main:
+                print(f"resuming from step {start} of {config.steps} ({latest})")
     if env.is_main:
         _write_config(out, config, config_path, method, encoders, device)
     log = TrainLog(out / "log.csv", start_step=start) if env.is_main else None
@@ -322,6 +334,34 @@ def _validate(validation: ValidationSet, method, modules: dict[str, torch.nn.Mod
     finally:
         for module in modules.values():
             module.train()
+def _flat(record: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_resume(out: Path, config: TrainConfig, env: distributed.DistEnv) -> None:
+    """Refuse to resume a finished run, or one whose config.json differs from `config` in anything but steps
+    (and out: a run folder may be moved)."""
+    if is_finished(out):
+        raise CheckpointError(f"{out} is finished ({DONE}): nothing to resume; to train it longer delete {DONE} "
+                              "and pass steps=N, else start a new out=DIR")
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    own = _flat(json.loads(path.read_text())["config"])
+    now = _flat(json.loads(json.dumps(to_dict(config))))
+    differ = [key for key in sorted(set(own) | set(now)) if own.get(key) != now.get(key) and key not in ("steps", "out")]
+    if differ:
+        listing = "; ".join(f"{key}: {own.get(key)!r} in the run, {now.get(key)!r} now" for key in differ[:4])
+        raise CheckpointError(f"--resume continues {out} with its own config ({path}); these differ: {listing}. "
+                              "Drop those overrides (or fix the YAML), or start a new out=DIR")
+    if own.get("steps") != config.steps and env.is_main:
+        print(f"note: the run was configured for {own.get('steps')} steps; resuming toward steps={config.steps}")
 
 
 def _export_sharded(config, stage, mcfg, method, modules, env, directory: Path) -> None:
