@@ -37,10 +37,12 @@ from flashmotion.errors import ModelConfigError
 from flashmotion.generator import _TrajectoryGenerator
 from flashmotion.models.build import Encoders, RoleModel, build_role, export_checkpoint
 from flashmotion.sampling import NUM_TRAIN_TIMESTEPS, add_noise, make_scheduler, randn, sample_few_step
+from flashmotion.train import distributed
 from flashmotion.train.losses import pseudo_huber
 from flashmotion.train.method import StepContext, TrainBatch
+from flashmotion.train.precision import frozen_dtype
 from flashmotion.train.registry import Stage, register, role_kwargs
-from flashmotion.train.stage2_dmd import export_components, frozen_dtype
+from flashmotion.train.stage2_dmd import export_components
 
 DISTANCES = ("pseudo_huber", "mse")
 
@@ -115,6 +117,9 @@ class LCMMethod:
     def modules(self) -> dict[str, nn.Module]:
         return {"student": self.student, "target": self.target}
 
+    def roles(self) -> dict[str, nn.Module]:
+        return {"teacher": self.teacher, "student": self.student, "target": self.target}
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"student": [p for p in self.student.parameters() if p.requires_grad]}
 
@@ -140,6 +145,9 @@ class LCMMethod:
     def update_target(self) -> None:
         """theta_target <- mu theta_target + (1 - mu) theta_student, over the student's trainable parameters."""
         mu = self.config.ema_decay
+        for role in (self.student, self.target):
+            if distributed.is_sharded(role):  # FSDP2 keeps a root's parameters unsharded after a forward that no
+                role.reshard()                # backward follows (the target's): shard them again to match
         for target, student in zip(self.target.parameters(), self.student.parameters(), strict=True):
             if student.requires_grad:
                 target.lerp_(student.detach().to(target.dtype), 1 - mu)
@@ -174,7 +182,7 @@ def build(train, config: LCMConfig, encoders: Encoders, device: torch.device) ->
     if "adapter" not in train.init:
         raise ModelConfigError("lcm needs init.adapter: the stage-1 (SlowAdapter) export folder")
     kwargs = {"checkpoint": train.init["adapter"], "adapter_checkpoint": train.init["adapter"], **role_kwargs(train, device)}
-    teacher = build_role(trainable=(), dtype=frozen_dtype(device), **kwargs)
+    teacher = build_role(trainable=(), dtype=frozen_dtype(train, device), **kwargs)
     student = build_role(trainable=(), **kwargs)  # float32; LCMMethod sets what trains
     return LCMMethod(config, encoders, teacher, student, export_components(train))
 

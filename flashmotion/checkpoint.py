@@ -127,11 +127,14 @@ def load_checkpoint(
     return Checkpoint(backbone, adapter.eval(), config)
 
 
-def load_adapter(directory: str | Path, transformer: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """The adapter saved in checkpoint `directory`, built for `transformer` (its device and dtype)."""
+def load_adapter(
+    directory: str | Path, transformer: nn.Module, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> nn.Module:
+    """The adapter saved in checkpoint `directory`, built for `transformer` (its device; `dtype`, default the
+    transformer's)."""
     root = Path(directory)
     adapter_cfg = read_config(root)["adapter"]
-    adapter = build_adapter(adapter_cfg["kind"], transformer, **adapter_cfg["options"])
+    adapter = build_adapter(adapter_cfg["kind"], transformer, dtype, **adapter_cfg["options"])
     weights = root / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"missing {weights}; the checkpoint is incomplete, save it again")

@@ -8,7 +8,7 @@ import pytest
 
 from flashmotion.errors import ModelConfigError
 from flashmotion.train.config import load_config
-from flashmotion.train.pipeline import _inputs, plan
+from flashmotion.train.pipeline import plan, resolve_inputs
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny"
 
@@ -27,12 +27,12 @@ def test_pinned_input_resolves_to_that_runs_export_and_refuses_a_missing_one(tmp
     export = tmp_path / "stage1_adapter_controlnet" / "export"
     defaults = {"adapter": "/p/stage1_adapter/export", "teacher": "/p/stage0_dit/export"}
     with pytest.raises(ModelConfigError, match="run that stage first"):
-        _inputs(defaults, {"adapter": "@stage1_adapter_controlnet"}, tmp_path, "stage3_hybrid_controlnet")
+        resolve_inputs(defaults, {"adapter": "@stage1_adapter_controlnet"}, tmp_path, "stage3_hybrid_controlnet")
     export.mkdir(parents=True)
     (export / "flashmotion.json").write_text("{}")
-    pinned = _inputs(defaults, {"adapter": "@stage1_adapter_controlnet"}, tmp_path, "x")
+    pinned = resolve_inputs(defaults, {"adapter": "@stage1_adapter_controlnet"}, tmp_path, "x")
     assert pinned == {"adapter": str(export), "teacher": "/p/stage0_dit/export"}
-    assert _inputs(defaults, {"adapter": None}, tmp_path, "x") == {"teacher": "/p/stage0_dit/export"}
+    assert resolve_inputs(defaults, {"adapter": None}, tmp_path, "x") == {"teacher": "/p/stage0_dit/export"}
 
 
 def test_a_pinned_input_outside_the_pipeline_is_a_one_line_error():

@@ -25,7 +25,6 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from flashmotion.errors import ModelConfigError
 from flashmotion.models.backbone import DiTInputs
@@ -52,10 +51,11 @@ class ControlNetAdapter(ModelMixin, ConfigMixin):
     """ControlNet for the Wan DiT: `num_blocks` Wan blocks over [DiT tokens + patch-embedded trajectory], their
     outputs projected into all `num_layers` DiT blocks. Build a fresh one for a transformer with
     `ControlNetAdapter.for_transformer(transformer, num_blocks)` (the copied blocks and patch embedding are the
-    trainable initialisation); `from_pretrained` / `from_config` rebuild one from its config alone. Set
-    `gradient_checkpointing = True` to recompute the copied blocks in the backward pass."""
+    trainable initialisation); `from_pretrained` / `from_config` rebuild one from its config alone.
+    `enable_gradient_checkpointing()` (diffusers') recomputes the copied blocks in the backward pass."""
 
     kind = "controlnet"
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -115,7 +115,7 @@ class ControlNetAdapter(ModelMixin, ConfigMixin):
         args = (inputs.context, inputs.timestep_proj, inputs.rotary)
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                hidden = checkpoint(block, hidden, *args, use_reentrant=False)
+                hidden = self._gradient_checkpointing_func(block, hidden, *args)
             else:
                 hidden = block(hidden, *args)
             features.append(hidden)
@@ -142,9 +142,11 @@ class ResidualBlock3d(nn.Module):
 
 class ResNetAdapter(ModelMixin, ConfigMixin):
     """Lightweight 3D-conv adapter on the trajectory latent (B, C, F, h, w); `channels` wide. Build a fresh one
-    with `ResNetAdapter.for_transformer(transformer, channels)`."""
+    with `ResNetAdapter.for_transformer(transformer, channels)`. `enable_gradient_checkpointing()` recomputes
+    each residual block in the backward pass (only its input is kept)."""
 
     kind = "resnet"
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(self, dim: int, in_channels: int, patch_size: list[int], num_layers: int, channels: int = 64) -> None:
@@ -155,6 +157,7 @@ class ResNetAdapter(ModelMixin, ConfigMixin):
         self.out_proj = nn.ModuleList(
             zero_module(nn.Conv3d(channels, dim, kernel_size=patch, stride=patch)) for _ in range(num_layers)
         )
+        self.gradient_checkpointing = False
 
     @classmethod
     def for_transformer(cls, transformer: WanTransformer3DModel, channels: int = 64) -> ResNetAdapter:
@@ -170,7 +173,7 @@ class ResNetAdapter(ModelMixin, ConfigMixin):
         x = self.stem(trajectory_latent)
         residuals = []
         for block, proj in zip(self.blocks, self.out_proj, strict=True):
-            x = block(x)
+            x = self._gradient_checkpointing_func(block, x) if torch.is_grad_enabled() and self.gradient_checkpointing else block(x)
             residuals.append(proj(x).flatten(2).transpose(1, 2))
         return residuals
 
@@ -178,13 +181,14 @@ class ResNetAdapter(ModelMixin, ConfigMixin):
 ADAPTERS: dict[str, type[nn.Module]] = {cls.kind: cls for cls in (ControlNetAdapter, ResNetAdapter)}
 
 
-def build_adapter(kind: str, transformer: WanTransformer3DModel, **options: Any) -> nn.Module:
+def build_adapter(kind: str, transformer: WanTransformer3DModel, dtype: torch.dtype | None = None, **options: Any) -> nn.Module:
     """A fresh (zero-initialised output) adapter of `kind` ('controlnet' | 'resnet') for `transformer`, on the
-    transformer's device and dtype."""
+    transformer's device, in `dtype` (None: the transformer's; a trained adapter keeps float32 weights next to a
+    bf16 frozen transformer)."""
     try:
         cls = ADAPTERS[kind]
     except KeyError:
         raise ModelConfigError(f"unknown adapter {kind!r}; choose one of {sorted(ADAPTERS)}") from None
     adapter = cls.for_transformer(transformer, **options)
     # nn.Module.to: ModelMixin.to warns on every dtype cast, even with no fp32-only modules (none here).
-    return nn.Module.to(adapter, transformer.device, transformer.dtype)
+    return nn.Module.to(adapter, transformer.device, dtype or transformer.dtype)

@@ -17,12 +17,13 @@ local Wan2.2-TI2V-5B-Diffusers folder), else a seeded random init (tiny preset o
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import WanTransformer3DModel
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from flashbench.errors import WeightsError
@@ -49,6 +50,7 @@ __all__ = [
     "build_encoders",
     "build_role",
     "clone_role",
+    "enable_gradient_checkpointing",
     "export_checkpoint",
     "with_first_frame",
 ]
@@ -105,12 +107,6 @@ class RoleModel(nn.Module):
             if self.adapter is not None:
                 self.adapter.train(mode and "adapter" in self.trainable)
         return self
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Recompute DiT blocks (and ControlNet blocks) in the backward pass."""
-        self.transformer.enable_gradient_checkpointing()
-        if self.adapter is not None and hasattr(self.adapter, "gradient_checkpointing"):
-            self.adapter.gradient_checkpointing = True
 
     @property
     def dtype(self) -> torch.dtype:
@@ -229,23 +225,39 @@ def build_role(
     device: str | torch.device = "cpu",
     adapter_checkpoint: str | Path | None = None,
 ) -> RoleModel:
-    """One role. Transformer: `checkpoint`'s saved transformer, else `model_path`'s, else random (tiny, `seed`).
-    Adapter: from `adapter_checkpoint` (a FlashMotion checkpoint) when given; else `adapter` = 'resnet' |
-    'controlnet' builds a fresh zero-initialised one with `adapter_options`; None = no adapter."""
+    """One role. Transformer: `checkpoint`'s saved transformer, else `model_path`'s, else random (tiny, `seed`),
+    in `dtype`. Adapter: from `adapter_checkpoint` (a FlashMotion checkpoint) when given; else `adapter` =
+    'resnet' | 'controlnet' builds a fresh zero-initialised one with `adapter_options`; None = no adapter. A
+    trainable adapter is float32 whatever `dtype` (its optimizer needs float32 weights); a frozen one takes `dtype`."""
     transformer = _component("transformer", preset, model_path, checkpoint, dtype)
     if transformer is None:
         transformer = cast_transformer(random_transformer(preset, seed), dtype) if dtype != torch.float32 else random_transformer(preset, seed)
     transformer = transformer.to(device)
+    adapter_dtype = torch.float32 if "adapter" in trainable else dtype
     if adapter_checkpoint is not None:
         kind = read_config(adapter_checkpoint)["adapter"]["kind"]
         if adapter is not None and adapter != kind:
             raise ModelConfigError(f"adapter_checkpoint {adapter_checkpoint} holds a {kind} adapter, not {adapter}")
-        module = load_adapter(adapter_checkpoint, transformer, device)
+        module = load_adapter(adapter_checkpoint, transformer, device, adapter_dtype)
     elif adapter is not None:
-        module = build_adapter(adapter, transformer, **(adapter_options or {}))
+        module = build_adapter(adapter, transformer, adapter_dtype, **(adapter_options or {}))
     else:
         module = None
     return RoleModel(transformer, module, trainable=trainable if module is not None else tuple(p for p in trainable if p != "adapter"))
+
+
+def enable_gradient_checkpointing(modules: Iterable[nn.Module]) -> list[nn.Module]:
+    """Turn on diffusers' gradient checkpointing in every model inside `modules` that supports it (the Wan
+    transformers, whose blocks `dit_forward` then recomputes in the backward pass, and both adapters); returns
+    those models (none: nothing in `modules` can be checkpointed, e.g. the Wan VAE)."""
+    found: dict[int, ModelMixin] = {}
+    for module in modules:
+        for sub in module.modules():
+            if isinstance(sub, ModelMixin) and sub._supports_gradient_checkpointing:
+                found[id(sub)] = sub
+    for model in found.values():
+        model.enable_gradient_checkpointing()
+    return list(found.values())
 
 
 def clone_role(role: RoleModel, trainable: Sequence[str] | None = None) -> RoleModel:

@@ -2,9 +2,10 @@
 
 Layout of `<out>/checkpoints/step-<NNNNNNNN>/`:
     modules/<name>.safetensors   one process: each checkpointed module's state dict (safetensors)
-    dcp/                         under torchrun: torch.distributed.checkpoint of {modules, optimizers} (sharded
-                                 with FSDP2; get_state_dict / set_state_dict handle both layouts)
-    state.pt                     optimizers + schedulers + EMA shadows (one process) and the step
+    dcp/                         in a process group (torchrun): torch.distributed.checkpoint of {modules,
+                                 optimizers} (sharded with FSDP2; get_state_dict / set_state_dict handle both
+                                 layouts)
+    state.pt                     optimizers (without a process group) + schedulers + EMA shadows and the step
     rng-rank<r>.pt               per rank: torch, CUDA, numpy and python RNG states
     meta.json                    {"format", "step", "world_size", "method_state", "data_order", "files"}; written
                                  last (atomically), so a folder without it is incomplete and ignored by
@@ -112,7 +113,7 @@ def save(
         if directory.exists():
             shutil.rmtree(directory)
         (directory / "modules").mkdir(parents=True)
-    if world_size > 1:
+    if dist.is_initialized():
         dist.barrier()
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -133,13 +134,13 @@ def save(
         torch.save(
             {
                 "step": step,
-                "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()} if world_size == 1 else {},
+                "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()} if not dist.is_initialized() else {},
                 "schedulers": {k: s.state_dict() for k, s in state.schedulers.items()},
                 "ema": state.ema,
             },
             directory / "state.pt",
         )
-    if world_size > 1:
+    if dist.is_initialized():
         dist.barrier()
     if rank == 0:
         meta = {
@@ -167,6 +168,8 @@ def load(
 ) -> dict:
     """Restore checkpoint `directory` in place after checking its sha256 manifest (on rank 0, before any rank
     reads it); returns its meta (step, method_state, data_order)."""
+    import torch.distributed as dist
+
     directory = Path(directory)
     meta = read_meta(directory)
     if meta.get("world_size") != world_size:
@@ -176,12 +179,10 @@ def load(
         )
     if rank == 0:
         checkpoint_safety.verify_manifest(directory, meta)
-    if world_size > 1:
-        import torch.distributed as dist
-
+    if dist.is_initialized():
         dist.barrier()
     saved = checkpoint_safety.load_pickle(directory / "state.pt")
-    if world_size > 1:
+    if dist.is_initialized():
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
         payload, owners = {}, {}

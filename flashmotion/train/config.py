@@ -71,7 +71,9 @@ training); batch_size: GLOBAL batch per step
     (split over ranks; times `accumulation` micro-batches); lr / weight_decay / betas / warmup_steps /
     lr_schedule: AdamW and its LR schedule (the same for every optimizer unless `method` overrides); grad_clip:
     max global grad norm per optimizer (null: none); ema: EMA decay of the trainable parameters (null: off; the
-    export uses the EMA weights); mixed_precision: auto = bf16 autocast on CUDA, fp32 on CPU; distributed: ddp
+    export uses the EMA weights); gradient_checkpointing: recompute the blocks of every role's models in the
+    backward pass, frozen ones included (flashmotion.train.loop.checkpoint_roles); mixed_precision: auto = bf16
+    autocast on CUDA, fp32 on CPU (frozen roles follow it: flashmotion.train.precision); distributed: ddp
     (gradient averaging) or fsdp (FSDP2 fully_shard per role) under torchrun; checkpoint_every / keep_checkpoints:
     resumable checkpoints; log_every: CSV rows; validate_every / validate_clips: the stage's held-out
     validation every N steps (0: off) on the first clips of data.val_bench (flashmotion.train.validation); seed:

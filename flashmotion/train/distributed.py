@@ -1,7 +1,7 @@
 """Process group set-up under torchrun, data-parallel gradient averaging, and FSDP2 sharding of roles.
 
-- `init_distributed(device)`: one process without torchrun's env; else `init_process_group` (NCCL on CUDA, gloo on
-  CPU), one device per local rank.
+- `init_distributed(device)`: one process without torchrun's env (or in the process group its caller set up);
+  else `init_process_group` (NCCL on CUDA, gloo on CPU), one device per local rank.
 - Data parallel ("ddp"): every rank holds the full trainable modules; `average_gradients` all-reduces the grads of
   one optimizer's parameters (flattened into one buffer per dtype, missing grads as zeros) and divides by the world
   size right before that optimizer steps: the update DistributedDataParallel computes, without DDP's forward
@@ -37,7 +37,9 @@ class DistEnv:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Whether this process is in a process group: torchrun's with 2+ processes, or one its caller set up
+        (a 1-process gloo group runs the FSDP2 and DCP code paths in one process, as tests do)."""
+        return dist.is_initialized()
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -125,6 +127,18 @@ def shard_role(role: nn.Module) -> nn.Module:
     fully_shard(role)
     register_fsdp_forward_method(role, "predict_velocity")
     return role
+
+
+def shard_roles(modules) -> set[int]:
+    """`shard_role` on every RoleModel among `modules`; returns the ids of the parameters FSDP now reduces."""
+    from flashmotion.models.build import RoleModel
+
+    sharded: set[int] = set()
+    for module in modules:
+        if isinstance(module, RoleModel):
+            shard_role(module)
+            sharded |= {id(p) for p in module.parameters()}
+    return sharded
 
 
 def is_sharded(module: nn.Module) -> bool:

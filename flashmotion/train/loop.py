@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from flashbench import provenance
 from flashmotion.errors import CheckpointError, ModelConfigError
-from flashmotion.models.build import build_encoders
-from flashmotion.train import checkpointing, distributed
+from flashmotion.models.build import build_encoders, enable_gradient_checkpointing
+from flashmotion.train import checkpointing, distributed, precision
 from flashmotion.train.config import TrainConfig, check_teacher, method_config, to_dict
 from flashmotion.train.data import BatchEncoder, ClipDataset, batch_order
 from flashmotion.train.logging import TrainLog
@@ -71,14 +71,6 @@ def lr_lambda(schedule: str, warmup: int, total: int):
         return 1.0
 
     return factor
-
-
-def autocast_context(config: TrainConfig, device: torch.device):
-    """bf16 autocast on CUDA ('auto' or 'bf16'), bf16 on CPU only when asked; fp32 otherwise."""
-    mode = config.mixed_precision
-    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class Optimization:
@@ -204,7 +196,10 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
         _check_resume(out, config, env)
     device = env.device
     seed_everything(config.seed)  # model construction draws the same initial weights on every rank ...
-    encoders = build_encoders(config.preset, config.model_path, config.init.get("encoders"), seed=config.seed, device=device)
+    encoders = build_encoders(
+        config.preset, config.model_path, config.init.get("encoders"), seed=config.seed,
+        dtype=precision.encoder_dtype(config, device), device=device,
+    )
     encoders.latent_shape(config.data.frames, *config.data.size)  # a size the VAE cannot take fails here, in one line
     method: TrainingMethod = stage.factory(config, mcfg, encoders, device)
     modules = method.modules()
@@ -212,19 +207,11 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
         distributed.broadcast_modules(modules.values())  # ... and rank 0's are broadcast anyway, as DDP does
     seed_everything(config.seed + env.rank)
     if config.gradient_checkpointing:
-        for module in modules.values():
-            if hasattr(module, "enable_gradient_checkpointing"):
-                module.enable_gradient_checkpointing()
-    sharded: set[int] = set()
-    if env.distributed and config.distributed == "fsdp":
-        from flashmotion.models.build import RoleModel
-
-        for module in modules.values():
-            if isinstance(module, RoleModel):
-                distributed.shard_role(module)
-                sharded |= {id(p) for p in module.parameters()}
+        checkpoint_roles(config, method)
+    sharded = distributed.shard_roles(modules.values()) if env.distributed and config.distributed == "fsdp" else set()
     if config.steps == 0:  # export only (e.g. an ablation that combines earlier stages' weights)
         if env.is_main:
+            _write_config(out, config, config_path, method, encoders, device)
             for module in modules.values():
                 module.eval()
             method.export(out / "export")
@@ -259,7 +246,7 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
             if env.is_main:
                 print(f"resuming from step {start} of {config.steps} ({latest})")
     if env.is_main:
-        (out / "config.json").write_text(json.dumps({"config": to_dict(config), "config_file": config_path}, indent=2) + "\n")
+        _write_config(out, config, config_path, method, encoders, device)
     log = TrainLog(out / "log.csv", start_step=start) if env.is_main else None
 
     for module in modules.values():
@@ -280,14 +267,15 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
                 rank=env.rank, world_size=env.world_size, _optimize=opt.optimize,
                 _broadcast_int=lambda v: distributed.broadcast_int(v, env.world_size, device),
             )
-            with autocast_context(config, device):
+            with precision.autocast_context(config, device):
                 rows.append(method.train_step(batch, ctx))
         values = distributed.mean_over_ranks(_mean_logs(rows), env.world_size, device)
         done = step + 1
         pending.append(values)
         checks = {}
         if validation is not None and (done % config.validate_every == 0 or done == config.steps):
-            checks = _validate(validation, method, modules, opt, kind)
+            with precision.autocast_context(config, device):  # the training step's number formats (bf16 roles)
+                checks = _validate(validation, method, modules, opt, kind)
         if env.is_main and (done % config.log_every == 0 or done == config.steps):
             log.log(done, {**_mean_logs(pending), **checks})
             bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if "loss" in k})
@@ -311,6 +299,29 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
         log.close()
         _write_done(out, config, env, device, dataset.bench.meta.content_hash)
     return out
+
+
+def checkpoint_roles(config: TrainConfig, method: TrainingMethod) -> list[torch.nn.Module]:
+    """`gradient_checkpointing: true`: checkpointing on in every model of every role (returns those models); a
+    stage with none that supports it is a one-line error."""
+    models = enable_gradient_checkpointing(method.roles().values())
+    if not models:
+        raise ModelConfigError(
+            f"gradient_checkpointing: true, but no model of stage {config.stage} supports it "
+            f"({', '.join(type(m).__name__ for m in method.roles().values())}); set gradient_checkpointing: false"
+        )
+    return models
+
+
+def _write_config(out: Path, config: TrainConfig, config_path: str | None, method: TrainingMethod, encoders, device) -> None:
+    """config.json: the config, its file, and the number formats the run uses (autocast dtype; parameter dtypes of
+    every role and of the encoders)."""
+    roles = {name: precision.parameter_dtypes(module) for name, module in method.roles().items()}
+    roles.update({f"encoders.{name}": precision.parameter_dtypes(getattr(encoders, name)) for name in ("vae", "text_encoder")})
+    autocast = precision.autocast_dtype(config, device)
+    dtypes = {"autocast": str(autocast).removeprefix("torch.") if autocast else None, "roles": roles}
+    record = {"config": to_dict(config), "config_file": config_path, "dtypes": dtypes}
+    (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _validate(validation: ValidationSet, method, modules: dict[str, torch.nn.Module], opt: Optimization, kind: str) -> dict[str, float]:

@@ -77,6 +77,12 @@ class TrainingMethod(Protocol):
         """Every module whose state is checkpointed (the trainable ones), by a stable name."""
         ...
 
+    def roles(self) -> dict[str, nn.Module]:
+        """Every model `train_step` runs, trainable or frozen, by name: `gradient_checkpointing: true` turns on
+        checkpointing in all of them (a frozen transformer that gradients pass through keeps activations too),
+        and the run's config.json records their parameter dtypes."""
+        ...
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Optimizer name -> parameters; the loop builds one AdamW + LR schedule per name."""
         ...

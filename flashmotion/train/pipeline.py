@@ -79,7 +79,7 @@ def run_pipeline(
             overrides.append(f"model_path={model_path}")
         if val_bench is not None:
             overrides.append(f"data.val_bench={val_bench}")
-        inputs = _inputs(init, data.get("init") or {}, out, name)
+        inputs = resolve_inputs(init, data.get("init") or {}, out, name)
         overrides += [f"init.{key}={value}" for key, value in inputs.items()]
         if (data.get("data") or {}).get("cache") is not None:
             overrides.append(f"data.cache={out / 'cache'}")  # one latent cache per pipeline, shared by its stages
@@ -95,7 +95,7 @@ def run_pipeline(
     return finished
 
 
-def _inputs(defaults: dict[str, str], declared: dict, out: Path, name: str) -> dict[str, str]:
+def resolve_inputs(defaults: dict[str, str], declared: dict, out: Path, name: str) -> dict[str, str]:
     """The input checkpoints of run `name`: the pipeline's defaults, with the config's `init` entries that name
     another run ("@run" -> `<out>/run/export`) pinned and those set to null dropped (e.g. a ControlNet stage 1
     must not start from the ResNet SlowAdapter)."""

@@ -87,6 +87,9 @@ class DiTPretraining:
     def modules(self) -> dict[str, nn.Module]:
         return {"teacher": self.teacher}  # the RoleModel, so FSDP2 can shard it (distributed.shard_role)
 
+    def roles(self) -> dict[str, nn.Module]:
+        return {"teacher": self.teacher}
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"teacher": list(self.teacher.transformer.parameters())}
 

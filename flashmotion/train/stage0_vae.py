@@ -68,6 +68,9 @@ class VAETraining:
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.vae}
 
+    def roles(self) -> dict[str, nn.Module]:
+        return {"vae": self.vae}  # the transformer role is only exported
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"vae": list(self.vae.parameters())}
 

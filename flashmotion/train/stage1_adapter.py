@@ -24,6 +24,7 @@ from torch import nn
 from flashmotion.errors import ModelConfigError
 from flashmotion.models.build import Encoders, RoleModel, build_role, export_checkpoint
 from flashmotion.train.method import StepContext, TrainBatch
+from flashmotion.train.precision import frozen_dtype
 from flashmotion.train.registry import Stage, register, role_kwargs
 from flashmotion.train.stage0_dit import drop_prompts, flow_matching_loss
 from flashmotion.train.validation import trajectory_losses
@@ -61,6 +62,9 @@ class AdapterTraining:
     def modules(self) -> dict[str, nn.Module]:
         return {"adapter": self.slow.adapter}
 
+    def roles(self) -> dict[str, nn.Module]:
+        return {"slow": self.slow}
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"adapter": list(self.slow.adapter.parameters())}
 
@@ -86,9 +90,10 @@ class AdapterTraining:
 
 
 def build(train, config: AdapterConfig, encoders: Encoders, device: torch.device) -> AdapterTraining:
-    slow = build_role(
+    slow = build_role(  # the frozen teacher in frozen_dtype (bf16 under bf16 autocast), the adapter float32
         **role_kwargs(train, device), checkpoint=train.init.get("teacher"), adapter=config.adapter,
         adapter_options=config.adapter_options, adapter_checkpoint=train.init.get("adapter"), trainable=("adapter",),
+        dtype=frozen_dtype(train, device),
     )
     components = ("transformer", "vae", "text_encoder", "tokenizer") if train.model_path is None else ()
     return AdapterTraining(config, encoders, slow, train.steps, components)

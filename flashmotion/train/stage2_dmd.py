@@ -49,6 +49,7 @@ from flashmotion.sampling import NUM_TRAIN_TIMESTEPS, add_noise, randn, shift_si
 from flashmotion.train.alternation import UpdateCounts, UpdateRatio
 from flashmotion.train.losses import dmd_loss
 from flashmotion.train.method import StepContext, TrainBatch
+from flashmotion.train.precision import frozen_dtype
 from flashmotion.train.registry import Stage, register, role_kwargs
 
 
@@ -144,6 +145,9 @@ class DMDMethod(UpdateCounts):
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "fake_score": self.fake_score}
 
+    def roles(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "real_score": self.real_score, "fake_score": self.fake_score}
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {name: [p for p in module.parameters() if p.requires_grad] for name, module in self.modules().items()}
 
@@ -197,16 +201,11 @@ def export_components(train) -> tuple[str, ...]:
     return tuple(SUBFOLDERS) if train.model_path is None else ("transformer",)
 
 
-def frozen_dtype(device: torch.device) -> torch.dtype:
-    """Frozen roles are held in bfloat16 on CUDA (they only run forward, under bf16 autocast), float32 on CPU."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-
-
 def build(train, config: DMDConfig, encoders: Encoders, device: torch.device) -> DMDMethod:
     """Roles from `init.teacher` (or `model_path`): the frozen real score, and float32 trainable copies of it as
     the generator and the fake score."""
     kwargs = {"checkpoint": train.init.get("teacher"), **role_kwargs(train, device)}
-    teacher = build_role(trainable=(), dtype=frozen_dtype(device), **kwargs)
+    teacher = build_role(trainable=(), dtype=frozen_dtype(train, device), **kwargs)
     trainable = build_role(trainable=("transformer",), **kwargs)
     return DMDMethod(
         config,

@@ -1,7 +1,7 @@
 """Stage 3: the FastAdapter, the stage-1 adapter fine-tuned on the frozen FastGenerator with a hybrid objective.
 
-Roles: `generator` (the stage-2 FastGenerator's transformer, frozen, bf16 on CUDA, plus the stage-1 adapter,
-trainable, float32) and `discriminator` (flashmotion.models.discriminator.TrajectoryDiscriminator: a frozen
+Roles: `generator` (the stage-2 FastGenerator's transformer, frozen, bf16 under bf16 autocast, plus the stage-1
+adapter, trainable, float32) and `discriminator` (flashmotion.models.discriminator.TrajectoryDiscriminator: a frozen
 backbone transformer taken by reference, the slow teacher's by default, and the trainable query-token head).
 
 One train step (global step s), over latent frames 1.. (frame 0 is the clean image condition):
@@ -56,8 +56,9 @@ from flashmotion.train.losses import (
     gan_generator_loss,
 )
 from flashmotion.train.method import StepContext, TrainBatch
+from flashmotion.train.precision import frozen_dtype
 from flashmotion.train.registry import Stage, register, role_kwargs
-from flashmotion.train.stage2_dmd import export_components, frozen_dtype, sample_score_sigmas, sampler_sigmas
+from flashmotion.train.stage2_dmd import export_components, sample_score_sigmas, sampler_sigmas
 
 DISCRIMINATOR_BACKBONES = ("teacher", "generator")
 
@@ -66,7 +67,8 @@ DISCRIMINATOR_BACKBONES = ("teacher", "generator")
 class HybridConfig:
     """timesteps / shift: the few-step sampler's schedule (the diffusion term's sigmas); diffusion_loss /
     gan_loss: the two terms (ablations); lambda_schedule: weight of the diffusion term; discriminator_updates :
-    adapter_updates: the update ratio; disc_sigma_range: clamp of the discriminator's noise sigmas; r1_weight /
+    adapter_updates: the update ratio, any positive pair (1 : 5, the default, is one discriminator update per five
+    adapter updates; 5 : 1 is the critic-heavy reading of DMD2 / APT; docs/TRAINING.md); disc_sigma_range: clamp of the discriminator's noise sigmas; r1_weight /
     r1_sigma: approximate R1; feature_blocks: discriminator feature blocks (null: thirds + last);
     discriminator_backbone: 'teacher' (the slow generator) or 'generator' (the frozen FastGenerator: one 5B
     transformer fewer in memory); discriminator_lr: the head's learning rate (null: the config's `lr`)."""
@@ -145,6 +147,12 @@ class HybridMethod(UpdateCounts):
         if self.discriminator is not None:
             modules["discriminator"] = self.discriminator
         return modules
+
+    def roles(self) -> dict[str, nn.Module]:
+        roles: dict[str, nn.Module] = {"generator": self.generator}
+        if self.discriminator is not None:  # its backbone is not a submodule (see flashmotion.models.discriminator)
+            roles.update({"discriminator": self.discriminator, "discriminator_backbone": self.discriminator.backbone})
+        return roles
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {name: [p for p in module.parameters() if p.requires_grad] for name, module in self.modules().items()}
@@ -249,19 +257,18 @@ def build(train, config: HybridConfig, encoders: Encoders, device: torch.device)
         if key not in train.init:
             raise ModelConfigError(f"stage3_hybrid needs init.{key}: the stage-{2 if key == 'generator' else 1} export folder")
     kwargs = role_kwargs(train, device)
-    generator = build_role(
+    generator = build_role(  # the frozen FastGenerator in frozen_dtype (bf16 under bf16 autocast), the adapter float32
         checkpoint=train.init["generator"], adapter_checkpoint=train.init["adapter"], trainable=("adapter",),
-        dtype=frozen_dtype(device), **kwargs,
+        dtype=frozen_dtype(train, device), **kwargs,
     )
-    generator.adapter.float()  # the frozen transformer may be bf16 (CUDA); the trained adapter keeps float32 weights
     discriminator = None
     if config.gan_loss:
         if config.discriminator_backbone == "generator":
             backbone = generator.transformer
         else:
-            backbone = build_role(checkpoint=train.init.get("teacher"), trainable=(), dtype=frozen_dtype(device), **kwargs).transformer
+            backbone = build_role(checkpoint=train.init.get("teacher"), trainable=(), dtype=frozen_dtype(train, device), **kwargs).transformer
         discriminator = TrajectoryDiscriminator(backbone, feature_blocks=config.feature_blocks)
-        discriminator.classifier.float()  # the trained head keeps float32 master weights (bf16 autocast on CUDA)
+        discriminator.classifier.float()  # the trained head keeps float32 master weights (under bf16 autocast)
     return HybridMethod(config, encoders, generator, discriminator, export_components(train))
 
 

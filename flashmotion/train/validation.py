@@ -4,7 +4,7 @@ run's loss.png.
 
 Every `validate_every` steps (and after the last one) the loop calls `method.validate(batch, generator)` on the
 same `validate_clips` deterministic clips (centred, frames 0..F-1), with the EMA weights, in eval mode and without
-gradients, and with a generator seeded from `seed` alone, so a curve moves only with the weights and the run's
+gradients, under the training step's autocast (frozen roles may be bf16), and with a generator seeded from `seed` alone, so a curve moves only with the weights and the run's
 own random streams (and so its exact resume) are untouched. What the stages measure (`ValidatingMethod`):
 - stage0_vae   val/psnr: reconstruction PSNR in dB of the posterior mean, pixels in [0, 255];
 - stage0_dit   val/x0_err@S: mean squared x0 error of latent frames 1.. at noise level S (`VAL_SIGMAS`), and
