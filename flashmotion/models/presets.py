@@ -143,7 +143,7 @@ TINY = BackbonePreset(
 
 # The CPU toy at which FlashMotion is meant to learn (docs/TRAINING.md, "Toy scale"): tiny's VAE (8x spatial,
 # 4x temporal, 48 channels) and text encoder, and a DiT that resolves objects: patch 1x1 (one token per latent
-# position, 8x8 px; a 64x64 frame is 8x8 tokens) and width 128 > its 48-value tokens (tiny's width 64 was
+# position, 8x8 px; a 96x96 frame is 12x12 tokens) and width 128 > its 48-value tokens (tiny's width 64 was
 # narrower than its 192-value 2x2 tokens and could not copy a latent patch).
 TOY = BackbonePreset(
     name="toy",
