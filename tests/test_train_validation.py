@@ -69,7 +69,9 @@ def test_stage0_validations_log_psnr_and_x0_errors_against_static(bench, tmp_pat
 
 def test_validation_settings_are_checked(bench, tmp_path):
     with pytest.raises(ModelConfigError, match="val_bench"):
-        load_config(base={"stage": "stage1_adapter", "validate_every": 10})
+        config = _config("stage0_vae", bench, tmp_path / "noval", 2)
+        config.data.val_bench = None
+        train(config)
     with pytest.raises(ModelConfigError, match="multiple of log_every"):
         load_config(base={"stage": "stage1_adapter", "validate_every": 10, "log_every": 4, "data": {"val_bench": "x"}})
     with pytest.raises(ModelConfigError, match="no held-out validation"):

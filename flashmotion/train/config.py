@@ -123,8 +123,6 @@ training); batch_size: GLOBAL batch per step
             (self.validate_every % self.log_every == 0, f"validate_every ({self.validate_every}) must be a multiple of "
              f"log_every ({self.log_every}): validation values go into the log rows"),
             (self.validate_clips >= 1, f"validate_clips must be >= 1, got {self.validate_clips}"),
-            (not self.validate_every or self.data.val_bench is not None,
-             "validate_every needs data.val_bench=DIR: a held-out benchmark no training uses"),
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"),
             (self.distributed in DISTRIBUTED, f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),

@@ -225,6 +225,9 @@ def _train(config: TrainConfig, resume: bool, env: distributed.DistEnv, config_p
     if config.validate_every:
         if not isinstance(method, ValidatingMethod):
             raise ModelConfigError(f"stage {config.stage} has no held-out validation; drop validate_every")
+        if config.data.val_bench is None:
+            raise ModelConfigError("validate_every needs data.val_bench=DIR (flashmotion pipeline --val-bench DIR): "
+                                   "a held-out benchmark no training uses; or validate_every=0")
         validation = ValidationSet(config, encoders, stage.inputs, device)
     start = 0
     data_order = {"seed": config.seed, "num_samples": len(dataset), "batch_size": config.batch_size}
